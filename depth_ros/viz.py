@@ -1,0 +1,99 @@
+"""Pictures of depth: colourised depth images and side-by-side panels, written as PNG."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def colorize_depth(depth_m: np.ndarray, min_depth_m: float | None = None,
+                   max_depth_m: float | None = None, colormap: int = cv2.COLORMAP_TURBO
+                   ) -> np.ndarray:
+    """Colourise metric depth as H×W×3 uint8 RGB; near is red, far is blue, invalid is black.
+
+    Colours follow inverse depth, which spreads the near range where detail matters. Without
+    an explicit range, the 2nd–98th percentiles of the valid depths are used.
+    """
+    depth = np.asarray(depth_m, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be H×W, got shape {depth.shape}")
+    valid = np.isfinite(depth) & (depth > 0)
+    out = np.zeros((*depth.shape, 3), dtype=np.uint8)
+    if not valid.any():
+        return out
+    if min_depth_m is None or max_depth_m is None:
+        lo, hi = np.percentile(depth[valid], [2.0, 98.0])
+        min_depth_m = float(lo) if min_depth_m is None else min_depth_m
+        max_depth_m = float(hi) if max_depth_m is None else max_depth_m
+    if not 0 < min_depth_m < max_depth_m:
+        max_depth_m = min_depth_m * 1.01 + 1e-3 if min_depth_m > 0 else 1.0
+        min_depth_m = max(min_depth_m, 1e-3)
+    inv = 1.0 / np.clip(depth[valid], min_depth_m, max_depth_m)
+    inv_lo, inv_hi = 1.0 / max_depth_m, 1.0 / min_depth_m
+    scaled = np.zeros(depth.shape, dtype=np.uint8)
+    scaled[valid] = np.round(255.0 * (inv - inv_lo) / (inv_hi - inv_lo)).astype(np.uint8)
+    # TURBO maps 0 to dark blue (far) and 255 to dark red (near).
+    colored = cv2.cvtColor(cv2.applyColorMap(scaled, colormap), cv2.COLOR_BGR2RGB)
+    out[valid] = colored[valid]
+    return out
+
+
+def stack_panels(panels: list[np.ndarray], labels: list[str] | None = None) -> np.ndarray:
+    """Stack H×W×3 uint8 RGB panels vertically (resized to the first one's width), labelled."""
+    if not panels:
+        raise ValueError("no panels to stack")
+    width = panels[0].shape[1]
+    rows = []
+    for i, panel in enumerate(panels):
+        if panel.shape[1] != width:
+            height = round(panel.shape[0] * width / panel.shape[1])
+            panel = cv2.resize(panel, (width, height), interpolation=cv2.INTER_AREA)
+        panel = np.ascontiguousarray(panel)
+        if labels is not None and i < len(labels):
+            cv2.putText(panel, labels[i], (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
+                        (255, 255, 255), 2, cv2.LINE_AA)
+        rows.append(panel)
+    return np.vstack(rows)
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write an H×W×3 uint8 RGB picture as PNG, creating the directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(os.fspath(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+
+
+def birds_eye_view(points: np.ndarray, x_range_m: tuple[float, float] = (-20.0, 20.0),
+                   z_range_m: tuple[float, float] = (0.0, 60.0), metres_per_px: float = 0.1,
+                   height_range_m: tuple[float, float] = (-1.0, 4.0)) -> np.ndarray:
+    """Top-down view of N×3 camera-optical-frame points (x right, y down, z forward).
+
+    Each cell shows the highest point above it, coloured by height (blue low, red high);
+    the camera sits at the bottom centre, looking up the picture. Grid lines every 10 m.
+    """
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    points = points[np.isfinite(points).all(axis=1)]
+    width = round((x_range_m[1] - x_range_m[0]) / metres_per_px)
+    height = round((z_range_m[1] - z_range_m[0]) / metres_per_px)
+    out = np.zeros((height, width, 3), dtype=np.uint8)
+    for metres in np.arange(0.0, z_range_m[1], 10.0):
+        row = height - 1 - round((metres - z_range_m[0]) / metres_per_px)
+        if 0 <= row < height:
+            out[row, :] = 60
+    col = ((points[:, 0] - x_range_m[0]) / metres_per_px).astype(np.int64)
+    row = height - 1 - ((points[:, 2] - z_range_m[0]) / metres_per_px).astype(np.int64)
+    up = -points[:, 1]
+    keep = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    col, row, up = col[keep], row[keep], up[keep]
+    # Draw low points first so that the highest point of a cell ends on top.
+    order = np.argsort(up)
+    lo, hi = height_range_m
+    level = np.clip((up[order] - lo) / (hi - lo), 0.0, 1.0)
+    lut = cv2.cvtColor(cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None],
+                                         cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)[:, 0]
+    out[row[order], col[order]] = lut[np.round(level * 255).astype(np.int64)]
+    return out

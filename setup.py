@@ -1,0 +1,49 @@
+"""ament_python package definition for depth_ros (also installable with pip)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "depth_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={PACKAGE: ["weights/*.onnx", "weights/*.pt", "weights/*.md"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "setuptools",
+        "numpy>=1.22",
+        "opencv-python-headless>=4.5",
+        "onnxruntime>=1.16",
+        "PyYAML>=5.4",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "torch": ["torch>=2.1,<3"],
+        "train": ["torch>=2.1,<3", "onnx>=1.15", "onnxscript>=0.1"],
+        "bags": ["rosbags>=0.10"],
+    },
+    zip_safe=True,
+    maintainer="depth_ros developers",
+    maintainer_email="depth-ros@users.noreply.github.com",
+    description="Monocular and camera+LiDAR depth estimation for ROS 2.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            f"mono_depth_node = {PACKAGE}.ros.mono_depth_node:main",
+            f"kitti_drive_publisher = {PACKAGE}.ros.drive_publisher:main",
+            f"make_synthetic_drive = {PACKAGE}.synthetic.cli:main",
+            f"depth_ros_demo = {PACKAGE}.demo:main",
+        ],
+    },
+)

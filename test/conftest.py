@@ -1,0 +1,25 @@
+"""Shared test set-up: an isolated ROS 2 domain per test session, large-data transport."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Set before any rclpy.init and inherited by the node processes the tests start: a domain
+    # of our own so parallel runs on one machine never see each other's topics, discovery
+    # kept on this host, and the transport that carries images between processes.
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root."""
+    return REPO
