@@ -58,6 +58,15 @@ def _normalised_rays(fx: float, fy: float, cx: float, cy: float, width: int,
     return x, y
 
 
+def normalised_pixel_coordinates(camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
+    """((u − cx)/fx as 1×W, (v − cy)/fy as H×1), float32, read-only and cached per camera.
+
+    A pixel's viewing ray in the optical frame is (x, y, 1) with these broadcast together.
+    """
+    return _normalised_rays(camera.fx, camera.fy, camera.cx, camera.cy, camera.width,
+                            camera.height)
+
+
 def backproject_depth(depth: np.ndarray, K: np.ndarray, out: np.ndarray | None = None  # noqa: N803
                       ) -> np.ndarray:
     """Back-project an H×W depth image (metres along the optical axis) to H×W×3 points.

@@ -23,6 +23,9 @@ from depth_ros.geometry import PinholeCamera
 
 DEPTH_PNG_SCALE = 256.0
 FRAME_NAME_DIGITS = 10
+# x (metres, rightward) of cameras 00-03 in camera 00's rectified frame: grey stereo pair
+# 0.54 m apart, the colour cameras 0.06 m left of each grey one (KITTI's sensor set-up).
+KITTI_CAMERA_X_M = (0.0, 0.54, -0.06, 0.48)
 
 
 class KittiFormatError(ValueError):
@@ -34,14 +37,21 @@ def frame_name(index: int) -> str:
     return f"{index:0{FRAME_NAME_DIGITS}d}"
 
 
-def _write_png_atomic(path: Path, image: np.ndarray) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file so that readers see either the old file or the whole new one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The writer's pid in the temporary name: two processes writing one file never collide.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_png_atomic(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", image)
     if not ok:
         raise KittiFormatError(f"could not encode PNG for {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def write_depth_png(path: str | os.PathLike, depth_m: np.ndarray) -> None:
@@ -115,9 +125,31 @@ def write_calib_file(path: str | os.PathLike, calib: dict[str, np.ndarray | str]
         else:
             flat = np.asarray(value, dtype=np.float64).ravel()
             lines.append(f"{key}: " + " ".join(_format_number(v) for v in flat))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
+
+
+def cam_to_cam_calibration(camera: PinholeCamera, calib_time: str = "09-Jan-2012 13:57:47",
+                           corner_dist_m: float = 0.0995) -> dict[str, np.ndarray | str]:
+    """A ``calib_cam_to_cam.txt`` for an ideal rectified rig with KITTI's four-camera layout.
+
+    Every camera gets ``camera``'s intrinsics, no distortion and identity rotations; the
+    translations follow ``KITTI_CAMERA_X_M``, so ``P_rect_0X[0, 3] = -fx · x_0X`` as in KITTI
+    (positive for the colour camera 02 left of 00, negative for 01 and 03).
+    """
+    size = np.array([camera.width, camera.height], dtype=np.float64)
+    calib: dict[str, np.ndarray | str] = {"calib_time": calib_time,
+                                          "corner_dist": np.array([corner_dist_m])}
+    for index, x_m in enumerate(KITTI_CAMERA_X_M):
+        translation = np.array([-x_m, 0.0, 0.0]) + 0.0  # + 0.0: no "-0.0" in the file
+        calib[f"S_{index:02d}"] = size
+        calib[f"K_{index:02d}"] = camera.K
+        calib[f"D_{index:02d}"] = np.zeros(5)
+        calib[f"R_{index:02d}"] = np.eye(3)
+        calib[f"T_{index:02d}"] = translation
+        calib[f"S_rect_{index:02d}"] = size
+        calib[f"R_rect_{index:02d}"] = np.eye(3)
+        calib[f"P_rect_{index:02d}"] = camera.K @ np.hstack([np.eye(3), translation[:, None]])
+    return calib
 
 
 def format_timestamp(seconds: float) -> str:
@@ -144,9 +176,8 @@ def parse_timestamp(text: str) -> float:
 
 def write_timestamps(path: str | os.PathLike, seconds: list[float] | np.ndarray) -> None:
     """Write a KITTI ``timestamps.txt``, one line per frame."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(format_timestamp(float(s)) + "\n" for s in seconds))
+    write_bytes_atomic(path, "".join(format_timestamp(float(s)) + "\n"
+                                     for s in seconds).encode())
 
 
 def read_timestamps(path: str | os.PathLike) -> np.ndarray:
@@ -224,9 +255,14 @@ class KittiDrive:
 
 
 def find_drives(root: str | os.PathLike, camera: int = 2) -> list[KittiDrive]:
-    """All drives below root (directories holding ``image_0X/data``), sorted by path."""
+    """All drives below root (directories holding ``image_0X/data``), sorted by path.
+
+    Hidden directories below root (names starting with '.') are skipped: writers keep drives
+    that are still being written there.
+    """
     root = Path(root)
-    dirs = sorted({p.parent.parent for p in root.rglob(f"image_{camera:02d}/data")})
+    dirs = sorted({p.parent.parent for p in root.rglob(f"image_{camera:02d}/data")
+                   if not any(part.startswith(".") for part in p.relative_to(root).parts)})
     if not dirs:
         raise KittiFormatError(f"no KITTI drives (image_{camera:02d}/data) found under {root}")
     return [KittiDrive(d, camera) for d in dirs]

@@ -1,0 +1,34 @@
+"""The synthetic data engine: procedural street scenes ray-cast to RGB and exact depth,
+written as KITTI raw drives. Deterministic by seed."""
+
+from depth_ros.synthetic.drive import (
+    FRAME_PERIOD_S,
+    KITTI_CAMERA,
+    DrivePlan,
+    Trajectory,
+    drive_directory,
+    plan_drive,
+    write_synthetic_drive,
+)
+from depth_ros.synthetic.pose import CameraPose
+from depth_ros.synthetic.render import MAX_DEPTH_M, RayHits, cast_rays, render_frame
+from depth_ros.synthetic.scene import BoxKind, Lighting, StreetLayout, StreetScene
+
+__all__ = [
+    "FRAME_PERIOD_S",
+    "KITTI_CAMERA",
+    "MAX_DEPTH_M",
+    "BoxKind",
+    "CameraPose",
+    "DrivePlan",
+    "Lighting",
+    "RayHits",
+    "StreetLayout",
+    "StreetScene",
+    "Trajectory",
+    "cast_rays",
+    "drive_directory",
+    "plan_drive",
+    "render_frame",
+    "write_synthetic_drive",
+]
