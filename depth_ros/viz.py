@@ -69,10 +69,11 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
 
 def birds_eye_view(points: np.ndarray, x_range_m: tuple[float, float] = (-20.0, 20.0),
                    z_range_m: tuple[float, float] = (0.0, 60.0), metres_per_px: float = 0.1,
-                   height_range_m: tuple[float, float] = (-1.0, 4.0)) -> np.ndarray:
+                   height_range_m: tuple[float, float] = (-2.0, 3.0)) -> np.ndarray:
     """Top-down view of N×3 camera-optical-frame points (x right, y down, z forward).
 
-    Each cell shows the highest point above it, coloured by height (blue low, red high);
+    Each cell shows the highest point above it, coloured by its height above the camera
+    (``height_range_m``; blue low, red high: a camera 1.65 m up sees the road in blue);
     the camera sits at the bottom centre, looking up the picture. Grid lines every 10 m.
     """
     points = np.asarray(points, dtype=np.float32).reshape(-1, 3)

@@ -1,0 +1,85 @@
+"""depth_metrics against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from depth_ros.metrics import METRIC_NAMES, depth_metrics, mean_metrics
+
+LN15 = math.log(1.5)
+
+
+def test_two_pixels_by_hand() -> None:
+    # Pixel 1: pred 1.5 m for 1 m (ratio 1.5); pixel 2 exact.
+    m = depth_metrics(np.array([1.5, 4.0]), np.array([1.0, 4.0]))
+    expected = {
+        "abs_rel": (0.5 / 1.0 + 0.0) / 2,  # 0.25
+        "sq_rel": (0.25 / 1.0 + 0.0) / 2,  # 0.125
+        "rmse": math.sqrt(0.25 / 2),  # 0.35355
+        "rmse_log": math.sqrt(LN15**2 / 2),  # 0.28671
+        "silog": 100 * math.sqrt(LN15**2 / 2 - (LN15 / 2) ** 2),  # 20.2733
+        "a1": 0.5,  # 1.5 ≥ 1.25
+        "a2": 1.0,  # 1.5 < 1.5625
+        "a3": 1.0,
+    }
+    assert set(m) == set(METRIC_NAMES)
+    for key, value in expected.items():
+        assert m[key] == pytest.approx(value, rel=1e-9), key
+    assert m["silog"] == pytest.approx(20.2733, abs=1e-4)
+
+
+def test_perfect_prediction() -> None:
+    gt = np.array([[2.0, 10.0], [30.0, 79.0]])
+    m = depth_metrics(gt.copy(), gt)
+    assert m["abs_rel"] == m["rmse"] == m["silog"] == 0.0
+    assert m["a1"] == m["a2"] == m["a3"] == 1.0
+
+
+def test_silog_ignores_a_global_scale() -> None:
+    gt = np.array([2.0, 5.0, 20.0])
+    pred = np.array([2.2, 4.5, 21.0])
+    assert depth_metrics(3.0 * pred, gt, max_depth=1000)["silog"] == pytest.approx(
+        depth_metrics(pred, gt, max_depth=1000)["silog"], rel=1e-9)
+
+
+@pytest.mark.parametrize(("pred", "gt", "mask", "min_depth", "abs_rel"), [
+    # The mask drops the second pixel (abs_rel 1 there).
+    ([2.0, 8.0], [2.0, 4.0], [True, False], 1e-3, 0.0),
+    # gt 0 (no data) and gt ≥ max_depth do not count.
+    ([3.0, 5.0, 90.0], [2.0, 0.0, 85.0], None, 1e-3, 0.5),
+    # A NaN prediction does not count.
+    ([np.nan, 6.0], [4.0, 4.0], None, 1e-3, 0.5),
+    # Predictions are clipped to max_depth first: 100 → 80 against 50.
+    ([100.0], [50.0], None, 1e-3, 0.6),
+    # ... and to min_depth: 0 → 1 against 2.
+    ([0.0], [2.0], None, 1.0, 0.5),
+])
+def test_valid_pixels_and_clipping(pred, gt, mask, min_depth, abs_rel) -> None:
+    m = depth_metrics(np.array(pred), np.array(gt), None if mask is None else np.array(mask),
+                      min_depth=min_depth)
+    assert m["abs_rel"] == pytest.approx(abs_rel)
+
+
+def test_no_valid_pixel_gives_nan() -> None:
+    m = depth_metrics(np.ones((2, 2)), np.zeros((2, 2)))
+    assert all(math.isnan(v) for v in m.values())
+
+
+@pytest.mark.parametrize(("pred", "gt", "mask"), [
+    (np.ones(3), np.ones(4), None),
+    (np.ones(3), np.ones(3), np.ones(2, dtype=bool)),
+])
+def test_shape_mismatch_is_an_error(pred, gt, mask) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        depth_metrics(pred, gt, mask)
+
+
+def test_mean_metrics_averages_per_image_and_skips_empty_images() -> None:
+    a = depth_metrics(np.array([1.5, 4.0]), np.array([1.0, 4.0]))  # abs_rel 0.25
+    b = depth_metrics(np.array([4.0]), np.array([4.0]))  # abs_rel 0
+    empty = depth_metrics(np.array([1.0]), np.array([0.0]))
+    assert mean_metrics([a, b, empty])["abs_rel"] == pytest.approx(0.125)
+    assert math.isnan(mean_metrics([])["rmse"])

@@ -1,0 +1,232 @@
+"""Training configuration: typed defaults ← a YAML file ← ``key.sub=value`` overrides.
+
+Unknown keys and wrong types fail with one line naming the key, before anything is built.
+The merged result is written into the run directory, which is then enough to reproduce it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid."""
+
+
+@dataclass
+class ModelConfig:
+    """Which registered model to train and its constructor arguments."""
+
+    name: str = "mono_cnn"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SyntheticSplit:
+    """Drives the data engine renders (if absent): seeds ``seed … seed + drives − 1``."""
+
+    drives: int = 1
+    frames: int = 20
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the drives are: ``<root>/train`` and ``<root>/val`` (KITTI raw layout)."""
+
+    root: str = "outputs/data/synthetic"
+    synthetic: SyntheticSplit | None = None  # render the training drives if absent
+    val_synthetic: SyntheticSplit | None = None  # held-out drives, other seeds
+    image_width: int = 1242  # size the engine renders at
+    image_height: int = 375
+    input_height: int = 128  # network input size; multiples of the model's stride
+    input_width: int = 416
+    # Ground truth 0 means "far" (rendered depth: sky, beyond range) rather than "no data"
+    # (LiDAR): train those pixels towards the model's max depth instead of ignoring them.
+    zero_depth_is_far: bool = False
+    load_threads: int = 2  # threads decoding and resizing PNGs at start-up
+    render_workers: int = 2  # processes rendering synthetic drives
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation; factors are drawn uniformly from [1 − x, 1 + x]."""
+
+    hflip_prob: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a linear warm-up, then cosine or polynomial decay."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine | poly
+    poly_power: float = 0.9
+    min_lr_ratio: float = 0.01  # final lr as a fraction of lr
+    grad_clip_norm: float = 5.0  # 0 disables clipping
+
+
+@dataclass
+class LossConfig:
+    """Scale-invariant log loss."""
+
+    silog_lambda: float = 0.85
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration."""
+
+    name: str = "mono_cnn"  # run directory: <output_dir>/<name>
+    output_dir: str = "runs"
+    seed: int = 0
+    epochs: int = 10
+    max_steps: int = 0  # > 0: stop after this many steps (overrides epochs)
+    batch_size: int = 8
+    num_threads: int = 0  # torch intra-op threads, 0 = torch's default
+    log_every: int = 20  # steps between progress-bar updates of the loss
+    checkpoint_every: int = 500  # steps between checkpoints besides each epoch's end
+    version: str = "1"
+    train_data: str = ""  # recorded in the model metadata; empty: described from data
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def validate(self) -> None:
+        """Checks across fields that the types alone do not express."""
+        if self.optim.schedule not in ("cosine", "poly"):
+            raise ConfigError(f"optim.schedule must be cosine or poly, got "
+                              f"{self.optim.schedule!r}")
+        for key in ("epochs", "batch_size", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.data.input_height < 1 or self.data.input_width < 1:
+            raise ConfigError("data.input_height and data.input_width must be positive")
+        train, val = self.data.synthetic, self.data.val_synthetic
+        if train and val and _overlap(train, val):
+            raise ConfigError(
+                f"validation seeds {val.seed}..{val.seed + val.drives - 1} overlap training "
+                f"seeds {train.seed}..{train.seed + train.drives - 1}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML- and checkpoint-safe)."""
+        return dataclasses.asdict(self)
+
+
+def _overlap(a: SyntheticSplit, b: SyntheticSplit) -> bool:
+    return a.seed < b.seed + b.drives and b.seed < a.seed + a.drives
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    """Return value converted to ``hint`` (int → float only), or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_type(value, inner, key)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return _build(hint, value, key + ".")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads "3e-4" as a string: it needs a dot to be a float.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    # bool is an int subclass: refuse True where a number is meant, and 1 for a bool.
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {hint.__name__}, got {type(value).__name__} "
+                          f"{value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]} (valid: "
+                          f"{', '.join(prefix + k for k in hints)})")
+    return cls(**{k: _check_type(v, hints[k], prefix + k) for k, v in data.items()})
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted}: {part} is not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+                ) -> TrainConfig:
+    """Defaults, then the YAML file at ``path``, then ``key.sub=value`` overrides (values are
+    parsed as YAML, so ``optim.lr=3e-4`` is a float and ``data.synthetic=null`` is None)."""
+    data: dict[str, Any] = TrainConfig().to_dict()
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping at the top level")
+        data = _merge(data, loaded or {})
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        _set_path(data, key.strip(), value)
+    config = _build(TrainConfig, data)
+    config.validate()
+    return config
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the merged config as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,157 @@
+"""Training data: KITTI-layout drives (the data engine's or real ones) as a torch Dataset.
+
+Frames are decoded and resized to the network input size once, at start-up, and kept in
+memory (a few hundred MB for ~1000 frames at 416×128): every epoch then costs only the
+augmentation. Ground-truth depth is expressed for one canonical focal length (the training
+focal, recorded in the model metadata), so drives with other intrinsics train consistently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from depth_ros.inference.estimator import resize_rgb
+from depth_ros.kitti import KittiDrive
+from training.config import AugmentConfig, SyntheticSplit
+
+
+def _render_one(root: str, split: SyntheticSplit, index: int, width: int, height: int) -> Path:
+    from depth_ros.synthetic import write_synthetic_drive
+
+    return write_synthetic_drive(root, num_frames=split.frames, seed=split.seed + index,
+                                 drive=index + 1, width=width, height=height, progress=False)
+
+
+def ensure_synthetic_drives(root: str | Path, split: SyntheticSplit, width: int = 1242,
+                            height: int = 375, workers: int = 1) -> list[Path]:
+    """Render the split's drives under ``root`` (drive i+1 has seed ``seed + i``) unless they
+    are already complete; returns their directories."""
+    args = [(str(root), split, i, width, height) for i in range(split.drives)]
+    if workers <= 1:
+        return [_render_one(*a) for a in args]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_render_one, *zip(*args, strict=True)))
+
+
+def resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize sparse or dense ground truth by nearest pixel centre: never blends a depth
+    with a neighbour's or with 'no data'."""
+    return cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+@dataclass
+class FrameArrays:
+    """Resized frames: ``rgb`` N×H×W×3 uint8, ``depth`` N×H×W float32 metres (0 = no data),
+    ``focal_px`` N float64 (fx at the resized resolution)."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    focal_px: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+
+def load_frames(drives: Sequence[KittiDrive], height: int, width: int,
+                threads: int = 1) -> FrameArrays:
+    """Decode and resize every frame with ground truth from ``drives``."""
+    jobs = [(drive, i) for drive in drives for i in range(len(drive))
+            if drive.groundtruth_path(i).is_file()]
+    if not jobs:
+        raise FileNotFoundError("no frames with ground-truth depth in "
+                                + ", ".join(str(d.path) for d in drives))
+    focal = {drive.path: drive.camera_model().resized(width, height).fx for drive in drives}
+
+    def load(job: tuple[KittiDrive, int]) -> tuple[np.ndarray, np.ndarray]:
+        drive, i = job
+        return (resize_rgb(drive.rgb(i), width, height),
+                resize_depth(drive.groundtruth(i), width, height))
+
+    # OpenCV releases the GIL while decoding and resizing, so threads do run in parallel.
+    with ThreadPoolExecutor(max(threads, 1)) as pool:
+        frames = list(pool.map(load, jobs))
+    return FrameArrays(np.stack([f[0] for f in frames]), np.stack([f[1] for f in frames]),
+                       np.array([focal[d.path] for d, _ in jobs]))
+
+
+
+
+class DepthFrames(Dataset):
+    """Frames as ``(image 3×H×W float32 in [0, 1], depth 1×H×W float32 metres)`` pairs.
+
+    Depth is rescaled to ``canonical_focal_px`` (``depth · canonical / fx``: what a camera
+    with that focal length would need for the same picture); 0 stays 'no data'.
+
+    Args:
+        frames: the resized frames.
+        canonical_focal_px: the focal length the model learns depth for.
+        augment: random flip and colour jitter; None for validation.
+    """
+
+    def __init__(self, frames: FrameArrays, canonical_focal_px: float,
+                 augment: AugmentConfig | None = None) -> None:
+        self.frames = frames
+        self.canonical_focal_px = float(canonical_focal_px)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(self.frames.rgb[index]).permute(2, 0, 1).float() / 255.0
+        scale = self.canonical_focal_px / self.frames.focal_px[index]
+        depth = torch.from_numpy(self.frames.depth[index] * np.float32(scale))[None]
+        if self.augment is not None:
+            image, depth = augment_pair(image, depth, self.augment)
+        return image, depth
+
+
+def _uniform(spread: float) -> float:
+    return 1.0 + spread * (2.0 * torch.rand(()).item() - 1.0)
+
+
+def augment_pair(image: torch.Tensor, depth: torch.Tensor, config: AugmentConfig
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random horizontal flip (both) and brightness/contrast/saturation jitter (image only).
+
+    Draws from torch's global generator, which the trainer seeds and checkpoints.
+    """
+    if torch.rand(()).item() < config.hflip_prob:
+        image, depth = image.flip(-1), depth.flip(-1)
+    # Rec. 601 luma, as torchvision's colour jitter uses.
+    gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
+    image = image * _uniform(config.brightness)
+    image = (image - gray.mean()) * _uniform(config.contrast) + gray.mean()
+    gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
+    image = (image - gray) * _uniform(config.saturation) + gray
+    return image.clamp(0.0, 1.0), depth
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh permutation each epoch from ``seed + epoch``, optionally starting part-way in
+    (``start``): a resumed run sees exactly the samples it had not yet seen that epoch.
+
+    Replace with ``DistributedSampler`` (same ``set_epoch`` idea) for multi-process training.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0) -> None:
+        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the permutation of ``epoch``, skipping its first ``start`` samples."""
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator)[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return self.size - self.start
