@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import array
-import time
-from collections.abc import Callable
 
 import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from timing import median_ms  # bench/timing.py, beside this script
 
 from depth_ros.geometry import PinholeCamera
 from depth_ros.ros.conversions import (
@@ -26,18 +25,6 @@ from depth_ros.ros.conversions import (
 
 HEIGHT, WIDTH = 352, 1216
 POINT_STEP = 16
-
-
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of fn in milliseconds, after a few warm-up calls."""
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
          lambda: depth_to_pointcloud2(depth, camera.K, header, rgb=rgb)),
         ("pointcloud2_to_array(x, y, z)", lambda: pointcloud2_to_array(cloud_msg)),
     ]
-    results = {name: median_ms(fn, args.repeats) for name, fn in rows}
+    results = {name: median_ms(fn, args.repeats, warmup=5) for name, fn in rows}
     copy_ms = results["np.copy of the cloud buffer (6.8 MB)"]
     print(f"{WIDTH}×{HEIGHT}, median of {args.repeats}")
     print(f"{'conversion':42s} {'ms':>8s} {'× copy':>8s}")

@@ -10,29 +10,16 @@ Run: .venv/bin/python bench/bench_inference.py [--model PATH] [--repeats N] [--t
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from timing import median_ms  # bench/timing.py, beside this script
 
 from depth_ros.inference import DepthEstimator, OnnxRuntimeBackend, TorchBackend
 from depth_ros.weights import DEFAULT_MONO_MODEL
 
 KITTI_SIZE = (352, 1216)
 CAMERA_SIZE = (375, 1242)
-
-
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of fn in milliseconds, after a few warm-up calls."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
 
 
 def main(argv: list[str] | None = None) -> int:

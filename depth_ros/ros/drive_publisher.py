@@ -14,9 +14,6 @@ import sys
 import time
 
 import numpy as np
-import rclpy
-import rclpy.logging
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
@@ -24,6 +21,7 @@ from std_msgs.msg import Header
 
 from depth_ros.kitti import KittiDrive, KittiFormatError
 from depth_ros.ros.conversions import camera_to_camera_info, numpy_to_image
+from depth_ros.ros.entry import run_node
 from depth_ros.ros.qos import make_qos
 
 NODE_NAME = "kitti_drive_publisher"
@@ -116,7 +114,6 @@ class DrivePublisher(Node):
         self.info_pub.publish(camera_to_camera_info(self.camera, header))
         self.image_pub.publish(numpy_to_image(np.ascontiguousarray(rgb), "rgb8", header))
 
-
     def destroy_node(self) -> None:
         """Close the stamp log."""
         if self._stamp_log is not None:
@@ -126,21 +123,7 @@ class DrivePublisher(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console-script entry point: ``kitti_drive_publisher --ros-args -p drive_path:=...``."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DrivePublisher()
-        rclpy.spin(node)
-    except (KittiFormatError, ValueError) as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(DrivePublisher, NODE_NAME, args, (KittiFormatError, ValueError))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
-import rclpy.logging
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -30,6 +27,7 @@ from depth_ros.ros.conversions import (
     image_to_rgb,
     numpy_to_image,
 )
+from depth_ros.ros.entry import run_node
 from depth_ros.ros.qos import make_qos
 from depth_ros.ros.rate_limit import RateLimitedWarner
 from depth_ros.viz import colorize_depth
@@ -236,21 +234,7 @@ class MonoDepthNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console-script entry point: ``mono_depth_node --ros-args --params-file ...``."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = MonoDepthNode()
-        rclpy.spin(node)
-    except (ModelLoadError, ValueError) as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(MonoDepthNode, NODE_NAME, args, (ModelLoadError, ValueError))
 
 
 if __name__ == "__main__":
