@@ -86,3 +86,65 @@ def backproject_depth(depth: np.ndarray, K: np.ndarray, out: np.ndarray | None =
     np.multiply(depth, y, out=out[..., 1])
     out[..., 2] = depth
     return out
+
+
+def project_points(points_cam: np.ndarray, K: np.ndarray, width: int,  # noqa: N803
+                   height: int) -> np.ndarray:
+    """Project N×3 optical-frame points to a sparse H×W float32 depth image (0 = no point).
+
+    Each point lands on the pixel whose centre is nearest its projection (pixel centres sit at
+    integer coordinates); where several land on one pixel the nearest wins (z-buffering), as
+    the surface seen there hides the others. Points behind the camera or outside the image are
+    dropped.
+    """
+    points = np.asarray(points_cam, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points_cam must be N×3, got shape {points.shape}")
+    K = np.asarray(K, dtype=np.float64)  # noqa: N806
+    if K.shape != (3, 3):
+        raise ValueError(f"K must be 3×3, got shape {K.shape}")
+    finite = np.isfinite(points).all(axis=1)
+    z = points[:, 2]
+    keep = finite & (z > 1e-6)
+    p, z = points[keep], z[keep]
+    uvw = p @ K.T
+    u = np.rint(uvw[:, 0] / z)
+    v = np.rint(uvw[:, 1] / z)
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    flat = (v[inside].astype(np.int64) * width + u[inside].astype(np.int64))
+    depth = np.full(height * width, np.inf, dtype=np.float32)
+    # minimum.at is unbuffered: repeated pixels keep the smallest depth, whatever the order.
+    np.minimum.at(depth, flat, z[inside].astype(np.float32))
+    depth[np.isinf(depth)] = 0.0
+    return depth.reshape(height, width)
+
+
+def velo_to_camera_points(points_velo: np.ndarray, T_velo_to_cam: np.ndarray,  # noqa: N803
+                          R_rect_00: np.ndarray, P_rect: np.ndarray  # noqa: N803
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """LiDAR points (N×3, or N×4 with reflectance) into a rectified camera's optical frame.
+
+    KITTI's chain ``P_rect_0X · R_rect_00 · T_velo_to_cam``: the velodyne-to-camera-00
+    extrinsics (3×4 or 4×4), camera 00's rectifying rotation, then camera X's 3×4 projection.
+    ``P_rect = K · [I | t]`` is split into its intrinsics and the offset ``t`` of camera X, so
+    the returned points are metric in camera X's frame. Returns (points N×3, K 3×3).
+    """
+    pts = np.asarray(points_velo, dtype=np.float64)[:, :3]
+    T = np.asarray(T_velo_to_cam, dtype=np.float64).reshape(-1, 4)[:3]  # noqa: N806
+    R = np.asarray(R_rect_00, dtype=np.float64).reshape(3, 3)  # noqa: N806
+    P = np.asarray(P_rect, dtype=np.float64).reshape(3, 4)  # noqa: N806
+    K = P[:, :3]  # noqa: N806
+    offset = np.linalg.solve(K, P[:, 3])
+    rectified = (pts @ T[:, :3].T + T[:, 3]) @ R.T
+    return rectified + offset, K
+
+
+def project_velodyne(points_velo: np.ndarray, T_velo_to_cam: np.ndarray,  # noqa: N803
+                     R_rect_00: np.ndarray, P_rect: np.ndarray, width: int,  # noqa: N803
+                     height: int) -> np.ndarray:
+    """Sparse depth image (float32 metres, 0 = none) of LiDAR points in a rectified camera.
+
+    KITTI's ``proj_depth/velodyne_raw``: see ``velo_to_camera_points`` and ``project_points``.
+    """
+    points, K = velo_to_camera_points(points_velo, T_velo_to_cam, R_rect_00, P_rect)  # noqa: N806
+    return project_points(points, K, width, height)

@@ -189,6 +189,23 @@ def read_timestamps(path: str | os.PathLike) -> np.ndarray:
                      if line.strip()], dtype=np.float64)
 
 
+# --- writers ---
+# Writers of the raw-drive files the synthetic engine produces beyond images and depth.
+
+
+def write_velodyne_bin(path: str | os.PathLike, points: np.ndarray) -> None:
+    """Write an N×4 (x, y, z, reflectance) scan as KITTI's little-endian float32 ``.bin``."""
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 4:
+        raise ValueError(f"expected N×4 points (x, y, z, reflectance), got {points.shape}")
+    write_bytes_atomic(path, np.ascontiguousarray(points, dtype="<f4").tobytes())
+
+
+def write_text_lines(path: str | os.PathLike, lines: list[str]) -> None:
+    """Write text lines (each ending in a newline) atomically, e.g. ``oxts/data/*.txt``."""
+    write_bytes_atomic(path, "".join(lines).encode())
+
+
 class KittiDrive:
     """One synced + rectified KITTI raw drive directory (``<date>_drive_<NNNN>_sync``).
 
@@ -266,3 +283,23 @@ def find_drives(root: str | os.PathLike, camera: int = 2) -> list[KittiDrive]:
     if not dirs:
         raise KittiFormatError(f"no KITTI drives (image_{camera:02d}/data) found under {root}")
     return [KittiDrive(d, camera) for d in dirs]
+
+
+VELODYNE_POINT_BYTES = 16  # x, y, z, reflectance as little-endian float32
+
+
+def read_velodyne_bin(path: str | os.PathLike) -> np.ndarray:
+    """Read a KITTI ``velodyne_points/data/*.bin`` scan as N×4 float32 (x, y, z, reflectance).
+
+    A size that is not a whole number of points means a truncated download or copy: an error,
+    never a scan silently cut short.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(f"velodyne scan not found: {path}")
+    size = path.stat().st_size
+    if size % VELODYNE_POINT_BYTES:
+        raise KittiFormatError(f"{path}: {size} bytes is not a multiple of "
+                               f"{VELODYNE_POINT_BYTES} (x, y, z, reflectance float32): "
+                               "truncated scan")
+    return np.fromfile(path, dtype="<f4").reshape(-1, 4).astype(np.float32, copy=False)

@@ -98,3 +98,58 @@ def birds_eye_view(points: np.ndarray, x_range_m: tuple[float, float] = (-20.0, 
                                          cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)[:, 0]
     out[row[order], col[order]] = lut[np.round(level * 255).astype(np.int64)]
     return out
+
+
+def lidar_overlay(rgb: np.ndarray, sparse_depth_m: np.ndarray, min_depth_m: float = 3.0,
+                  max_depth_m: float = 80.0, dot_px: int = 2) -> np.ndarray:
+    """Projected LiDAR points (sparse depth, 0 = none) drawn as coloured dots on a dimmed
+    copy of ``rgb``; colours as ``colorize_depth`` over a fixed range, so frames compare."""
+    sparse = np.asarray(sparse_depth_m, dtype=np.float32)
+    if sparse.shape != np.shape(rgb)[:2]:
+        raise ValueError(f"sparse depth {sparse.shape} does not match the image "
+                         f"{np.shape(rgb)[:2]}")
+    valid = np.isfinite(sparse) & (sparse > 0)
+    # Grow each point to a dot; the nearest point wins where dots overlap, as it would hide.
+    far_first = np.where(valid, sparse, np.inf)
+    kernel = np.ones((dot_px, dot_px), np.uint8)
+    grown = -cv2.dilate(-far_first, kernel) if dot_px > 1 else far_first
+    dots = np.isfinite(grown)
+    colours = colorize_depth(np.where(dots, grown, 0), min_depth_m, max_depth_m)
+    out = (np.asarray(rgb, np.float32) * 0.45).astype(np.uint8)
+    out[dots] = colours[dots]
+    return out
+
+
+def drive_contact_sheet(drive_dir: str | os.PathLike, num_frames: int = 3,
+                        scale: float = 0.5) -> np.ndarray:
+    """A contact sheet of a KITTI-layout drive: for ``num_frames`` frames spread over it, a
+    column of RGB, ground-truth depth and the projected LiDAR over the image.
+
+    Panels whose files are missing (no ground truth, no ``velodyne_raw``) are left out.
+    """
+    # Imported here: kitti.py builds on geometry only, and viz stays importable without it.
+    from depth_ros import kitti
+
+    drive = kitti.KittiDrive(drive_dir)
+    picks = np.unique(np.linspace(0, len(drive) - 1, max(1, num_frames)).round().astype(int))
+    raw_dir = drive.path / "proj_depth" / "velodyne_raw" / f"image_{drive.camera:02d}"
+    columns = []
+    for index in picks:
+        rgb = drive.rgb(int(index))
+        name = drive.frames[index]
+        panels, labels = [rgb], [f"{name} RGB"]
+        if drive.groundtruth_path(int(index)).is_file():
+            panels.append(colorize_depth(drive.groundtruth(int(index)), 3.0, 80.0))
+            labels.append("depth (ground truth)")
+        if (raw_dir / f"{name}.png").is_file():
+            sparse = kitti.read_depth_png(raw_dir / f"{name}.png")
+            panels.append(lidar_overlay(rgb, sparse))
+            labels.append(f"LiDAR ({np.count_nonzero(sparse)} px)")
+        columns.append(stack_panels(panels, labels))
+    height = max(c.shape[0] for c in columns)
+    columns = [np.pad(c, ((0, height - c.shape[0]), (0, 4), (0, 0))) for c in columns]
+    sheet = np.hstack(columns)
+    if scale != 1.0:
+        size = (max(1, round(sheet.shape[1] * scale)), max(1, round(sheet.shape[0] * scale)))
+        sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
+    return sheet

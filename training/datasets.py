@@ -8,10 +8,11 @@ focal, recorded in the model metadata), so drives with other intrinsics train co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -19,8 +20,18 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from depth_ros.inference.estimator import resize_rgb
-from depth_ros.kitti import KittiDrive
+from depth_ros.kitti import KittiDrive, find_drives
+from depth_ros.readers import (
+    DepthFrame,
+    KittiCompletionSplit,
+    KittiEigenSplit,
+    KittiRawFrames,
+    KittiValSelection,
+    NyuLabeled,
+    NyuSync,
+)
 from training.config import AugmentConfig, SyntheticSplit
+from training.transforms import Sample, to_tensors
 
 
 def _render_one(root: str, split: SyntheticSplit, index: int, width: int, height: int) -> Path:
@@ -155,3 +166,86 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.size - self.start
+
+
+class FrameReader(Protocol):
+    """What ``FrameDataset`` needs of a reader (every class in ``depth_ros.readers`` has it)."""
+
+    def __len__(self) -> int: ...
+
+    def frame(self, index: int) -> DepthFrame: ...
+
+
+def frame_to_sample(frame: DepthFrame) -> Sample:
+    """A reader's frame as a transform sample: RGB in [0, 1], zeros for missing depth."""
+    zeros = np.zeros(frame.rgb.shape[:2], np.float32)
+    return {"rgb": frame.rgb.astype(np.float32) / np.float32(255.0),
+            "depth": zeros if frame.depth is None else frame.depth,
+            "sparse_depth": zeros if frame.sparse_depth is None else frame.sparse_depth,
+            "K": np.asarray(frame.K, dtype=np.float64)}
+
+
+class FrameDataset(Dataset):
+    """Any reader's frames as dicts of tensors, decoded on access (for data too large to hold).
+
+    Items: ``image`` 3×H×W float32 in [0, 1], ``depth`` and ``sparse_depth`` 1×H×W float32
+    metres (0 where there is none), ``depth_mask`` and ``sparse_mask`` 1×H×W bool, ``K`` 3×3
+    float32 for the transformed image.
+
+    Args:
+        reader: a ``depth_ros.readers`` reader.
+        transform: applied to the numpy sample (see ``training.transforms``), or None.
+    """
+
+    def __init__(self, reader: FrameReader,
+                 transform: Callable[[Sample], Sample] | None = None) -> None:
+        self.reader = reader
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = frame_to_sample(self.reader.frame(index))
+        if self.transform is not None:
+            sample = self.transform(sample)
+        return to_tensors(sample)
+
+
+def engine_drive_dataset(root: str | Path, camera: int = 2,
+                         transform: Callable[[Sample], Sample] | None = None) -> FrameDataset:
+    """Every drive under ``root`` (the data engine's or real KITTI raw with ground truth);
+    ``sparse_depth`` is the projected velodyne scan where the drive has one, else zeros."""
+    return FrameDataset(KittiRawFrames(find_drives(root, camera)), transform)
+
+
+def kitti_eigen_dataset(split_path: str | Path, raw_root: str | Path,
+                        depth_root: str | Path | None, velodyne: bool = True,
+                        transform: Callable[[Sample], Sample] | None = None) -> FrameDataset:
+    """The frames of an Eigen split list (BTS format); see ``KittiEigenSplit``."""
+    return FrameDataset(KittiEigenSplit(split_path, raw_root, depth_root, velodyne), transform)
+
+
+def kitti_completion_dataset(velodyne_root: str | Path, raw_root: str | Path,
+                             groundtruth_root: str | Path | None = None,
+                             transform: Callable[[Sample], Sample] | None = None
+                             ) -> FrameDataset:
+    """A KITTI depth-completion split (``velodyne_raw`` input, ``groundtruth`` target)."""
+    return FrameDataset(KittiCompletionSplit(velodyne_root, raw_root, groundtruth_root),
+                        transform)
+
+
+def kitti_val_selection_dataset(root: str | Path,
+                                transform: Callable[[Sample], Sample] | None = None
+                                ) -> FrameDataset:
+    """``depth_selection/val_selection_cropped``."""
+    return FrameDataset(KittiValSelection(root), transform)
+
+
+def nyu_dataset(path: str | Path, split_path: str | Path | None = None,
+                transform: Callable[[Sample], Sample] | None = None) -> FrameDataset:
+    """NYU Depth v2: ``nyu_depth_v2_labeled.mat`` when ``path`` is a file, else a BTS
+    ``sync`` folder (optionally restricted to a split list)."""
+    path = Path(path)
+    reader = NyuLabeled(path) if path.is_file() else NyuSync(path, split_path)
+    return FrameDataset(reader, transform)

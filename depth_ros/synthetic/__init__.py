@@ -1,5 +1,6 @@
-"""The synthetic data engine: procedural street scenes ray-cast to RGB and exact depth,
-written as KITTI raw drives. Deterministic by seed."""
+"""The synthetic data engine: procedural street scenes ray-cast to RGB and exact depth, with a
+simulated 64-beam LiDAR and the rest of KITTI's rig, written as KITTI raw drives. Deterministic
+by seed."""
 
 from depth_ros.synthetic.drive import (
     FRAME_PERIOD_S,
@@ -10,6 +11,7 @@ from depth_ros.synthetic.drive import (
     plan_drive,
     write_synthetic_drive,
 )
+from depth_ros.synthetic.lidar import LidarModel, LidarScan, cast_lidar
 from depth_ros.synthetic.pose import CameraPose
 from depth_ros.synthetic.render import MAX_DEPTH_M, RayHits, cast_rays, render_frame
 from depth_ros.synthetic.scene import BoxKind, Lighting, StreetLayout, StreetScene
@@ -21,11 +23,14 @@ __all__ = [
     "BoxKind",
     "CameraPose",
     "DrivePlan",
+    "LidarModel",
+    "LidarScan",
     "Lighting",
     "RayHits",
     "StreetLayout",
     "StreetScene",
     "Trajectory",
+    "cast_lidar",
     "cast_rays",
     "drive_directory",
     "plan_drive",

@@ -1,39 +1,108 @@
-"""``make_synthetic_drive``: render a synthetic KITTI-format drive from the command line."""
+"""``make_synthetic_drive`` / ``python -m depth_ros.synthetic``: render synthetic KITTI-format
+drives from the command line.
+
+Drive k of ``--drives N`` gets drive number ``--drive + k`` and seed ``--seed + k``. Complete
+drives with the same parameters are skipped, so an interrupted run picks up where it stopped;
+``--jobs`` renders that many drives at once in worker processes.
+"""
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
 
 from depth_ros.synthetic.drive import write_synthetic_drive
+
+CONTACT_SHEET_DIR = "contact_sheets"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``make_synthetic_drive``."""
     parser = argparse.ArgumentParser(
         prog="make_synthetic_drive",
-        description="Render a procedural street drive (RGB + exact depth) in the KITTI raw "
-                    "layout: <out>/<date>/<date>_drive_<NNNN>_sync.")
+        description="Render procedural street drives (RGB + exact depth, stereo, a simulated "
+                    "64-beam LiDAR and OXTS) in the KITTI raw layout: "
+                    "<out>/<date>/<date>_drive_<NNNN>_sync.")
     parser.add_argument("--out", required=True, help="root directory of the dataset")
-    parser.add_argument("--frames", type=int, default=20, help="number of frames (10 Hz)")
+    parser.add_argument("--frames", type=int, default=20, help="frames per drive (10 Hz)")
     parser.add_argument("--seed", type=int, default=0, help="scene and trajectory seed")
-    parser.add_argument("--drive", type=int, default=1, help="drive number in the file names")
+    parser.add_argument("--drive", type=int, default=1, help="number of the first drive")
+    parser.add_argument("--drives", type=int, default=1, help="number of drives")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="drives rendered at once in worker processes")
     parser.add_argument("--date", default="2011_09_26", help="date directory, YYYY_MM_DD")
     parser.add_argument("--width", type=int, default=1242, help="image width in pixels")
     parser.add_argument("--height", type=int, default=375, help="image height in pixels")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-stereo", action="store_true", help="skip camera 03")
+    parser.add_argument("--no-lidar", action="store_true",
+                        help="skip the velodyne, its projections and OXTS")
+    parser.add_argument("--azimuth-decimation", type=int, default=1,
+                        help="keep every k-th of the LiDAR's 4000 azimuth steps")
+    parser.add_argument("--lidar-motion-skew", action="store_true",
+                        help="cast each sweep from the moving car, uncompensated (as KITTI's "
+                             "raw scans)")
+    parser.add_argument("--contact-sheet", action="store_true",
+                        help=f"also write <out>/{CONTACT_SHEET_DIR}/<drive>.png (RGB, depth, "
+                             "LiDAR overlay)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
 
+def _write_one(args: argparse.Namespace, k: int, progress: bool, threads: int | None
+               ) -> Path:
+    path = write_synthetic_drive(
+        args.out, num_frames=args.frames, seed=args.seed + k, drive=args.drive + k,
+        date=args.date, width=args.width, height=args.height, progress=progress,
+        stereo=not args.no_stereo, lidar=not args.no_lidar,
+        azimuth_decimation=args.azimuth_decimation, lidar_motion_skew=args.lidar_motion_skew,
+        threads=threads)
+    if args.contact_sheet:
+        # Imported here: only this option needs the picture code.
+        from depth_ros.viz import drive_contact_sheet, write_png
+
+        write_png(Path(args.out) / CONTACT_SHEET_DIR / f"{path.name}.png",
+                  drive_contact_sheet(path))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; prints the drive directory."""
-    args = build_parser().parse_args(argv)
+    """Entry point; prints each drive directory, in drive order."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.drives < 1 or args.jobs < 1:
+        parser.error("--drives and --jobs must be at least 1")
+    if args.seed < 0 or args.drive < 0 or args.frames < 1:
+        parser.error("--seed and --drive must be non-negative and --frames at least 1")
+    progress = not args.no_progress
+    paths: dict[int, Path] = {}
     try:
-        path = write_synthetic_drive(args.out, num_frames=args.frames, seed=args.seed,
-                                     drive=args.drive, date=args.date, width=args.width,
-                                     height=args.height, progress=not args.no_progress)
+        if args.jobs == 1 or args.drives == 1:
+            for k in range(args.drives):
+                paths[k] = _write_one(args, k, progress, None)
+        else:
+            # Drives are the unit of work; each worker renders its frames on one thread so
+            # that the jobs, not threads inside them, share the cores.
+            jobs = min(args.jobs, args.drives)
+            # Spawned, not forked: forking a process that runs threads (tqdm's monitor) is
+            # unsafe, and spawn is what macOS and newer Pythons default to anyway.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool, tqdm(
+                    total=args.drives, disable=not progress, desc="drives",
+                    unit="drive") as bar:
+                futures = {pool.submit(_write_one, args, k, False, 1): k
+                           for k in range(args.drives)}
+                for future in as_completed(futures):
+                    paths[futures[future]] = future.result()
+                    bar.update()
     except ValueError as exc:
-        build_parser().error(str(exc))
-    print(path)
+        parser.error(str(exc))
+    for k in sorted(paths):
+        print(os.fspath(paths[k]))
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Synthetic drives: a camera moving down one generated street, written as a KITTI raw drive."""
+"""Synthetic drives: a sensor rig moving down one generated street, written as a KITTI raw drive.
+
+The rig is KITTI's: colour cameras 02 and 03 (0.54 m baseline), the velodyne and the OXTS unit
+at their 2011_09_26 extrinsics (``rig.py``), all moving with the trajectory of camera 02.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import shutil
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from depth_ros import kitti
-from depth_ros.geometry import PinholeCamera
+from depth_ros.geometry import PinholeCamera, project_velodyne
+from depth_ros.synthetic import oxts, rig
+from depth_ros.synthetic.lidar import LidarModel, cast_lidar
 from depth_ros.synthetic.pose import CameraPose
 from depth_ros.synthetic.render import MAX_DEPTH_M, render_frame
 from depth_ros.synthetic.scene import StreetScene
@@ -28,9 +35,20 @@ VIEW_DISTANCE_M = 400.0
 PARAMS_FILE = "depth_ros_synthetic.json"
 POSES_FILE = "poses.txt"
 # Bump when the renderer's output changes, so drives written by an older one are regenerated.
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 CAMERA_INDEX = 2
+RIGHT_CAMERA_INDEX = 3
+# The velodyne's sweep runs from behind the car round to behind it again in one frame period;
+# it faces forward (and the cameras fire) half-way through.
+SWEEP_PERIOD_S = FRAME_PERIOD_S
+# Frames rendered at once by default: two threads get most of the gain (see _render_into).
+MAX_RENDER_THREADS = 2
+# With motion skew, the sweep is cast from this many poses (11.25° of azimuth, 3 ms each).
+SKEW_SECTORS = 32
 _STREAM_TRAJECTORY = 5
+_STREAM_GEO = 7
+# Added to the frame index for camera 03's sensor noise, so it never repeats camera 02's.
+_RIGHT_NOISE_OFFSET = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,11 @@ class DrivePlan:
     poses: tuple[CameraPose, ...]
     timestamps: np.ndarray
 
+    @property
+    def times_s(self) -> np.ndarray:
+        """Frame times in seconds into the drive (the trajectory's clock)."""
+        return self.timestamps - self.timestamps[0]
+
 
 def _start_time_s(date: str, drive: int) -> float:
     """Early afternoon UTC of ``date`` (KITTI's ``YYYY_MM_DD``), later for later drives."""
@@ -128,9 +151,26 @@ def drive_directory(root: str | os.PathLike, date: str = "2011_09_26", drive: in
 
 
 def _parameters(num_frames: int, seed: int, drive: int, date: str, width: int,
-                height: int) -> dict[str, int | str]:
+                height: int, stereo: bool, lidar: bool, azimuth_decimation: int,
+                lidar_motion_skew: bool) -> dict[str, int | str | bool]:
     return {"engine_version": ENGINE_VERSION, "num_frames": num_frames, "seed": seed,
-            "drive": drive, "date": date, "width": width, "height": height}
+            "drive": drive, "date": date, "width": width, "height": height, "stereo": stereo,
+            "lidar": lidar, "azimuth_decimation": azimuth_decimation,
+            "lidar_motion_skew": lidar_motion_skew}
+
+
+def _frame_dirs(params: dict[str, int | str | bool]) -> list[tuple[str, str]]:
+    """(directory inside the drive, file suffix) of every per-frame output of a drive."""
+    cams = [CAMERA_INDEX] + ([RIGHT_CAMERA_INDEX] if params.get("stereo") else [])
+    dirs = []
+    for index in cams:
+        cam = f"image_{index:02d}"
+        dirs += [(f"{cam}/data", ".png"), (f"proj_depth/groundtruth/{cam}", ".png")]
+        if params.get("lidar"):
+            dirs.append((f"proj_depth/velodyne_raw/{cam}", ".png"))
+    if params.get("lidar"):
+        dirs += [("velodyne_points/data", ".bin"), ("oxts/data", ".txt")]
+    return dirs
 
 
 def _is_complete(drive_dir: Path, params: dict[str, int | str]) -> bool:
@@ -143,8 +183,8 @@ def _is_complete(drive_dir: Path, params: dict[str, int | str]) -> bool:
         return False
     n = params["num_frames"]
     cam = f"image_{CAMERA_INDEX:02d}"
-    return (len(list((drive_dir / cam / "data").glob("*.png"))) == n
-            and len(list((drive_dir / "proj_depth" / "groundtruth" / cam).glob("*.png"))) == n
+    return (all(len(list((drive_dir / sub).glob(f"*{suffix}"))) == n
+                for sub, suffix in _frame_dirs(params))
             and (drive_dir / cam / "timestamps.txt").is_file()
             and (drive_dir / "calib_cam_to_cam.txt").is_file())
 
@@ -177,17 +217,115 @@ def _pose_lines(poses: tuple[CameraPose, ...]) -> str:
                    for p in poses)
 
 
-def _render_into(work: Path, plan: DrivePlan, calib: dict, progress: bool) -> None:
-    cam = f"image_{CAMERA_INDEX:02d}"
-    kitti.write_calib_file(work / "calib_cam_to_cam.txt", calib)
-    frames = tqdm(enumerate(plan.poses), total=len(plan.poses), disable=not progress,
-                  desc=f"synthetic {work.name.split('.')[1]}", unit="frame")
-    for index, pose in frames:
-        rgb, depth = render_frame(plan.scene, pose, plan.camera, noise_seed=index)
-        name = kitti.frame_name(index) + ".png"
-        kitti.write_rgb_png(work / cam / "data" / name, rgb)
-        kitti.write_depth_png(work / "proj_depth" / "groundtruth" / cam / name, depth)
-    kitti.write_timestamps(work / cam / "timestamps.txt", plan.timestamps)
+@dataclass(frozen=True)
+class _Outputs:
+    """What a drive holds beyond camera 02: camera 03, the velodyne and OXTS."""
+
+    stereo: bool
+    lidar: bool
+    lidar_model: LidarModel
+    motion_skew: bool = False
+
+
+def _calibrations(plan: DrivePlan, date: str) -> dict[str, dict[str, np.ndarray | str]]:
+    """The three KITTI calibration files of a drive, by file name."""
+    calib_time = datetime.strptime(date, "%Y_%m_%d").strftime("%d-%b-%Y 12:00:00")
+    return {"calib_cam_to_cam.txt": kitti.cam_to_cam_calibration(plan.camera,
+                                                                 calib_time=calib_time),
+            "calib_velo_to_cam.txt": rig.velo_to_cam_calibration(),
+            "calib_imu_to_velo.txt": rig.imu_to_velo_calibration()}
+
+
+def _geo_reference(seed: int) -> tuple[float, float, float]:
+    """(heading of the street, start latitude, start longitude) of ``seed``'s drive."""
+    rng = np.random.default_rng([seed, _STREAM_GEO])
+    # Within ~2 km of the start point: streets of Karlsruhe, not the Black Forest.
+    return (float(rng.uniform(-np.pi, np.pi)), oxts.START_LAT_DEG + rng.uniform(-0.02, 0.02),
+            oxts.START_LON_DEG + rng.uniform(-0.03, 0.03))
+
+
+def oxts_packets_of(plan: DrivePlan) -> np.ndarray:
+    """The drive's OXTS packets (N×30), one per frame, for the rig's OXTS unit."""
+    heading, lat, lon = _geo_reference(plan.scene.seed)
+
+    def imu_to_world(t: float) -> np.ndarray:
+        return rig.sensor_to_world(plan.trajectory.pose(t), CAMERA_INDEX, "imu")
+
+    return oxts.oxts_packets(imu_to_world, plan.times_s, heading, lat, lon)
+
+
+def _render_one(work: Path, plan: DrivePlan, calibs: dict, outputs: _Outputs,
+                index: int) -> None:
+    """Render and write every per-frame file of frame ``index``."""
+    pose = plan.poses[index]
+    name = kitti.frame_name(index)
+    cam_calib = calibs["calib_cam_to_cam.txt"]
+    cams = [(CAMERA_INDEX, pose, index)]
+    if outputs.stereo:
+        cams.append((RIGHT_CAMERA_INDEX, rig.camera_pose_of(pose, CAMERA_INDEX,
+                                                            RIGHT_CAMERA_INDEX),
+                     _RIGHT_NOISE_OFFSET + index))
+    for cam_index, cam_pose, noise_seed in cams:
+        rgb, depth = render_frame(plan.scene, cam_pose, plan.camera, noise_seed=noise_seed)
+        cam = f"image_{cam_index:02d}"
+        kitti.write_rgb_png(work / cam / "data" / f"{name}.png", rgb)
+        kitti.write_depth_png(work / "proj_depth" / "groundtruth" / cam / f"{name}.png", depth)
+    if not outputs.lidar:
+        return
+    if outputs.motion_skew:
+        # One pose per sector at its firing time: the sweep starts behind the car half a
+        # period before the frame time and faces forward at it.
+        fractions = (np.arange(SKEW_SECTORS) + 0.5) / SKEW_SECTORS - 0.5
+        velo_to_world = np.stack([
+            rig.sensor_to_world(plan.trajectory.pose(plan.times_s[index] + f * SWEEP_PERIOD_S),
+                                CAMERA_INDEX, "velo") for f in fractions])
+    else:
+        velo_to_world = rig.sensor_to_world(pose, CAMERA_INDEX, "velo")
+    scan = cast_lidar(plan.scene, velo_to_world, outputs.lidar_model, noise_seed=index)
+    kitti.write_velodyne_bin(work / "velodyne_points" / "data" / f"{name}.bin", scan.points)
+    velo_to_cam = rig.velo_to_cam_matrix()
+    for cam_index, _, _ in cams:
+        sparse = project_velodyne(scan.points, velo_to_cam, cam_calib["R_rect_00"],
+                                  cam_calib[f"P_rect_{cam_index:02d}"], plan.camera.width,
+                                  plan.camera.height)
+        kitti.write_depth_png(work / "proj_depth" / "velodyne_raw" / f"image_{cam_index:02d}"
+                              / f"{name}.png", sparse)
+
+
+def _render_into(work: Path, plan: DrivePlan, calibs: dict, outputs: _Outputs,
+                 progress: bool, threads: int) -> None:
+    for file_name, calib in calibs.items():
+        kitti.write_calib_file(work / file_name, calib)
+    bar = tqdm(total=len(plan.poses), disable=not progress,
+               desc=f"synthetic {work.name.split('.')[1]}", unit="frame")
+    # Frames are independent and numpy drops the GIL in the large array operations that
+    # dominate a frame, so two threads come close to two processes without their start-up.
+    pool = ThreadPoolExecutor(max_workers=max(1, threads))
+    try:
+        futures = [pool.submit(_render_one, work, plan, calibs, outputs, index)
+                   for index in range(len(plan.poses))]
+        for future in as_completed(futures):
+            future.result()
+            bar.update()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    cams = [CAMERA_INDEX] + ([RIGHT_CAMERA_INDEX] if outputs.stereo else [])
+    for cam_index in cams:
+        kitti.write_timestamps(work / f"image_{cam_index:02d}" / "timestamps.txt",
+                               plan.timestamps)
+    if outputs.lidar:
+        velo = work / "velodyne_points"
+        kitti.write_timestamps(velo / "timestamps.txt", plan.timestamps)
+        kitti.write_timestamps(velo / "timestamps_start.txt",
+                               plan.timestamps - SWEEP_PERIOD_S / 2)
+        kitti.write_timestamps(velo / "timestamps_end.txt", plan.timestamps + SWEEP_PERIOD_S / 2)
+        packets = oxts_packets_of(plan)
+        for index, packet in enumerate(packets):
+            kitti.write_text_lines(work / "oxts" / "data" / f"{kitti.frame_name(index)}.txt",
+                                   [oxts.format_packet(packet)])
+        kitti.write_timestamps(work / "oxts" / "timestamps.txt", plan.timestamps)
+        kitti.write_text_lines(work / "oxts" / "dataformat.txt", [oxts.DATAFORMAT])
     kitti.write_bytes_atomic(work / POSES_FILE, _pose_lines(plan.poses).encode())
 
 
@@ -208,28 +346,47 @@ def _install(work: Path, drive_dir: Path, params: dict[str, int | str]) -> None:
 
 def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: int = 0,
                           drive: int = 1, date: str = "2011_09_26", width: int = 1242,
-                          height: int = 375, progress: bool = True) -> Path:
+                          height: int = 375, progress: bool = True, *, stereo: bool = True,
+                          lidar: bool = True, azimuth_decimation: int = 1,
+                          lidar_motion_skew: bool = False,
+                          threads: int | None = None) -> Path:
     """Render a synthetic drive and write it in the KITTI raw layout; return its directory.
 
-    Writes ``<root>/<date>/calib_cam_to_cam.txt`` (a copy also goes into the drive directory,
-    which ``KittiDrive`` reads first, so drives of other sizes under the same date stay
-    right), ``image_02/data/*.png``, ``image_02/timestamps.txt`` (10 Hz),
+    Writes ``<root>/<date>/calib_{cam_to_cam,velo_to_cam,imu_to_velo}.txt`` (copies also go
+    into the drive directory, which ``KittiDrive`` reads first, so drives of other sizes under
+    the same date stay right), ``image_02/data/*.png``, ``image_02/timestamps.txt`` (10 Hz),
     ``proj_depth/groundtruth/image_02/*.png`` (exact depth, 0 for sky and beyond 200 m),
-    ``poses.txt`` (KITTI odometry format) and ``depth_ros_synthetic.json`` (the parameters).
+    ``poses.txt`` (camera 02, KITTI odometry format) and ``depth_ros_synthetic.json`` (the
+    parameters). With ``stereo`` the same for camera 03 (0.54 m to the right); with
+    ``lidar`` the velodyne's ``velodyne_points/data/*.bin`` and timestamps (``timestamps``,
+    ``_start``, ``_end``), its projections ``proj_depth/velodyne_raw/image_0X/*.png`` and the
+    OXTS unit's ``oxts/data/*.txt``, ``timestamps.txt`` and ``dataformat.txt``.
+    ``azimuth_decimation`` keeps every k-th of the LiDAR's 4000 azimuth steps. By default a
+    sweep is taken at the frame time (motion-compensated); ``lidar_motion_skew`` casts it from
+    the moving car instead and leaves it uncompensated, as KITTI's raw scans are (points a
+    sweep apart, behind the car, disagree by the distance driven in 0.1 s). ``threads``
+    frames are rendered at once (default: up to two, as cores allow; the output does not
+    depend on it).
     The drive is built in a hidden directory beside it and renamed into place when complete;
     a complete drive with the same parameters is returned without rendering anything.
     """
     if seed < 0 or drive < 0:
         raise ValueError(f"seed and drive must be non-negative, got {seed} and {drive}")
+    outputs = _Outputs(stereo, lidar, LidarModel(azimuth_decimation=azimuth_decimation),
+                       lidar_motion_skew)
     drive_dir = drive_directory(root, date, drive)
-    params = _parameters(num_frames, seed, drive, date, width, height)
+    params = _parameters(num_frames, seed, drive, date, width, height, stereo, lidar,
+                         azimuth_decimation, lidar_motion_skew)
     plan = plan_drive(num_frames, seed, width, height, date, drive)
-    calib = kitti.cam_to_cam_calibration(plan.camera, calib_time=datetime.strptime(
-        date, "%Y_%m_%d").strftime("%d-%b-%Y 12:00:00"))
-    date_calib = drive_dir.parent / "calib_cam_to_cam.txt"
+    calibs = _calibrations(plan, date)
+
+    def write_date_calibs() -> None:
+        for file_name, calib in calibs.items():
+            kitti.write_calib_file(drive_dir.parent / file_name, calib)
+
     if _is_complete(drive_dir, params):
-        if not date_calib.is_file():
-            kitti.write_calib_file(date_calib, calib)
+        if not all((drive_dir.parent / name).is_file() for name in calibs):
+            write_date_calibs()
         return drive_dir
 
     drive_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -237,13 +394,15 @@ def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: i
     work = drive_dir.with_name(_work_name(drive_dir, "partial"))
     work.mkdir()
     try:
-        _render_into(work, plan, calib, progress)
+        if threads is None:
+            threads = min(MAX_RENDER_THREADS, os.cpu_count() or 1)
+        _render_into(work, plan, calibs, outputs, progress, threads)
         info = dict(params, speed_mps=plan.trajectory.speed_mps, frame_period_s=FRAME_PERIOD_S,
                     max_depth_m=MAX_DEPTH_M, camera_index=CAMERA_INDEX,
                     intrinsics=[plan.camera.fx, plan.camera.fy, plan.camera.cx, plan.camera.cy])
         # Written last: its presence with matching parameters is what marks a drive complete.
         kitti.write_bytes_atomic(work / PARAMS_FILE, json.dumps(info, indent=2).encode())
-        kitti.write_calib_file(date_calib, calib)
+        write_date_calibs()
         _install(work, drive_dir, params)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

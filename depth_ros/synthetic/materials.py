@@ -225,9 +225,20 @@ def _box_colours(scene: StreetScene, hits: RayHits, camera: PinholeCamera, pose:
     d = [c.ravel()[idx] for c in hits.dirs]
     o = pose.position.astype(np.float32)
     p = [o[a] + t * d[a] for a in range(3)]
-
-    box_of_face = hits.face_box
     axis = hits.face_axis.astype(np.intp)
+    norm = np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    cosine = np.abs(np.choose(axis[face], d)) / norm
+    # Footprint of a pixel on the face, stretched where the face is seen at a grazing angle.
+    fp = t * norm / np.float32(camera.fx) / np.maximum(cosine, np.float32(0.05))
+    albedo = _box_albedo(scene, p, face, hits.face_box, axis, hits.face_sign, fp)
+    light = _face_light(scene, axis, hits.face_sign)[face]
+    return _haze(scene, albedo * light, t)
+
+
+def _box_albedo(scene: StreetScene, p: list[np.ndarray], face: np.ndarray,
+                box_of_face: np.ndarray, axis: np.ndarray, face_sign: np.ndarray,
+                fp: np.ndarray) -> np.ndarray:
+    """Albedo (N×3) at world points ``p`` on faces ``face``, filtered over footprints ``fp``."""
     lo = scene.box_min[box_of_face].astype(np.float32)
     hi = scene.box_max[box_of_face].astype(np.float32)
     # Surface coordinates: h runs along the face horizontally (x for y- and z-facing faces, y
@@ -239,11 +250,7 @@ def _box_colours(scene: StreetScene, hits: RayHits, camera: PinholeCamera, pose:
     h_axis_px = h_axis[face]
     s = {"h": np.where(h_axis_px == 1, p[1], p[0]) - f["h0"][face], "z": p[2] - f["z0"][face],
          "width": f["width"][face], "height": f["height"][face], "axis": axis[face],
-         "sign": hits.face_sign[face].astype(np.float32), "box": box_of_face[face]}
-    norm = np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-    cosine = np.abs(np.choose(s["axis"], d)) / norm
-    # Footprint of a pixel on the face, stretched where the face is seen at a grazing angle.
-    s["fp"] = t * norm / np.float32(camera.fx) / np.maximum(cosine, np.float32(0.05))
+         "sign": face_sign[face].astype(np.float32), "box": box_of_face[face], "fp": fp}
     b = s["box"]
     s["colour"], s["detail"], s["pattern"] = (scene.box_colour[b], scene.box_detail[b],
                                               scene.box_pattern[b])
@@ -255,8 +262,30 @@ def _box_colours(scene: StreetScene, hits: RayHits, camera: PinholeCamera, pose:
         sel = np.flatnonzero(kind == value)
         if len(sel):
             albedo[sel] = fn({k: v[sel] for k, v in s.items()})
-    light = _face_light(scene, hits.face_axis.astype(np.intp), hits.face_sign)[face]
-    return _haze(scene, albedo * light, t)
+    return albedo
+
+
+def surface_albedo(scene: StreetScene, points: np.ndarray, face: np.ndarray,
+                   face_box: np.ndarray, face_axis: np.ndarray, face_sign: np.ndarray,
+                   footprint_m: np.ndarray) -> np.ndarray:
+    """Albedo (N×3 float32) of the surface at N world points, for sensors other than the
+    camera (the LiDAR's reflectance).
+
+    ``face`` indexes the face arrays (−1 for the ground), as in ``RayHits``; ``footprint_m``
+    is the sensor's spot size on the surface, over which patterns are averaged.
+    """
+    points = np.asarray(points, np.float32)
+    fp = np.asarray(footprint_m, np.float32)
+    albedo = np.empty((len(points), 3), np.float32)
+    ground = face < 0
+    idx = np.flatnonzero(ground)
+    albedo[idx] = _ground_albedo(scene, points[idx, 0], points[idx, 1], fp[idx], fp[idx])
+    idx = np.flatnonzero(~ground)
+    if len(idx):
+        p = [points[idx, a] for a in range(3)]
+        albedo[idx] = _box_albedo(scene, p, face[idx], face_box, face_axis.astype(np.intp),
+                                  face_sign, fp[idx])
+    return albedo
 
 
 def _haze(scene: StreetScene, colour: np.ndarray, distance: np.ndarray) -> np.ndarray:
