@@ -63,15 +63,22 @@ def write_depth_png(path: str | os.PathLike, depth_m: np.ndarray) -> None:
     _write_png_atomic(Path(path), scaled)
 
 
-def read_depth_png(path: str | os.PathLike) -> np.ndarray:
-    """Read a KITTI depth PNG as float32 metres, 0 where there is no data."""
+def read_depth_png(path: str | os.PathLike, scale: float = DEPTH_PNG_SCALE,
+                   error: type[ValueError] | None = None) -> np.ndarray:
+    """Read a uint16 depth PNG as float32 metres (``raw / scale``), 0 where there is no data.
+
+    KITTI's scale (256 per metre) by default; NYU's ``sync`` PNGs hold millimetres. An 8-bit or
+    colour PNG raises ``error`` (``KittiFormatError`` by default) naming the file: depth read
+    from one would be silently wrong.
+    """
+    error = error or KittiFormatError
     raw = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
     if raw is None:
-        raise KittiFormatError(f"cannot read depth PNG {path}")
+        raise error(f"cannot read depth PNG {path}")
     if raw.dtype != np.uint16 or raw.ndim != 2:
-        raise KittiFormatError(f"{path}: expected a single-channel uint16 PNG, got "
-                               f"{raw.dtype} with shape {raw.shape}")
-    return raw.astype(np.float32) / np.float32(DEPTH_PNG_SCALE)
+        raise error(f"{path}: expected a single-channel uint16 PNG, got "
+                    f"{raw.dtype} with shape {raw.shape}")
+    return raw.astype(np.float32) / np.float32(scale)
 
 
 def write_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from depth_ros import kitti
 from depth_ros.readers import (
@@ -470,3 +471,73 @@ def test_data_engine_drive_reads_back(tmp_path):
     np.testing.assert_array_equal(frame.sparse_depth > 0, projected > 0)
     assert np.count_nonzero(projected) > 100
     np.testing.assert_allclose(frame.sparse_depth, projected, atol=0.5 / kitti.DEPTH_PNG_SCALE)
+
+
+# Training datasets over the same fixtures --------------------------------------------------
+
+def _training():
+    """``training/`` runs from the repository root and is not installed."""
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[1])
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from training import datasets, transforms
+
+    return datasets, transforms
+
+
+def _eigen(tmp_path: Path):
+    datasets, _ = _training()
+    raw = tmp_path / "raw"
+    write_raw_drive(raw)
+    depth_root = tmp_path / "annotated"
+    gt = np.zeros((6, 8), np.float32)
+    gt[2, 3] = 12.5
+    kitti.write_depth_png(depth_root / DRIVE / "proj_depth" / "groundtruth" / "image_02"
+                          / "0000000001.png", gt)
+    split = tmp_path / "split.txt"
+    split.write_text(f"{DATE}/{DRIVE}/image_02/data/0000000001.png "
+                     f"{DRIVE}/proj_depth/groundtruth/image_02/0000000001.png 721.5377\n")
+    return datasets.kitti_eigen_dataset(split, raw, depth_root), (2, 3, 12.5), (3, 5, 5.0)
+
+
+def _completion(tmp_path: Path):
+    datasets, _ = _training()
+    split, raw = write_completion_split(tmp_path)
+    return datasets.kitti_completion_dataset(split, raw), (0, 0, 20.0), (1, 0, 7.0)
+
+
+def _nyu_mat(tmp_path: Path):
+    datasets, _ = _training()
+    _, depth = write_nyu_mat(tmp_path / "nyu_depth_v2_labeled.mat")
+    return (datasets.nyu_dataset(tmp_path / "nyu_depth_v2_labeled.mat"),
+            (2, 5, float(depth[0, 2, 5])), None)
+
+
+@pytest.mark.parametrize("make", [_eigen, _completion, _nyu_mat],
+                         ids=["kitti_eigen", "kitti_completion", "nyu_labeled"])
+def test_training_datasets_serve_every_reader(tmp_path, make):
+    """Each dataset yields image, depth, sparse depth, masks and K, with the fixture's known
+    values where they were written, and a flip moves them (and cx) together."""
+    dataset, (gv, gu, gd), sparse = make(tmp_path)
+    _, transforms = _training()
+    item = dataset[0]
+    assert item["image"].shape == (3, 6, 8) and item["image"].dtype == torch.float32
+    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    for key in ("depth", "sparse_depth", "depth_mask", "sparse_mask"):
+        assert item[key].shape == (1, 6, 8)
+    assert float(item["depth"][0, gv, gu]) == pytest.approx(gd, abs=1 / 256)
+    assert bool(item["depth_mask"][0, gv, gu])
+    assert torch.equal(item["depth_mask"], item["depth"] > 0)
+    if sparse is None:
+        assert not bool(item["sparse_mask"].any())
+    else:
+        sv, su, sd = sparse
+        assert float(item["sparse_depth"][0, sv, su]) == pytest.approx(sd, abs=1 / 256)
+        assert torch.equal(item["sparse_mask"], item["sparse_depth"] > 0)
+    flipped_set = type(dataset)(dataset.reader, transforms.RandomHorizontalFlip(prob=1.0))
+    flipped = flipped_set[0]
+    assert float(flipped["depth"][0, gv, 7 - gu]) == pytest.approx(gd, abs=1 / 256)
+    cx = float(item["K"][0, 2])
+    assert float(flipped["K"][0, 2]) == pytest.approx(8 - 1 - cx)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from depth_ros.geometry import PinholeCamera
+from depth_ros.kitti import read_depth_png
 from depth_ros.readers.frame import DepthFrame, read_split_file
 
 # NYU Depth v2's colour camera (the toolbox's camera_params.m), for its 640×480 images.
@@ -29,13 +30,7 @@ class NyuFormatError(ValueError):
 
 def read_nyu_depth_png(path: str | os.PathLike) -> np.ndarray:
     """Read a ``sync_depth_*.png`` (uint16 millimetres) as float32 metres, 0 = no data."""
-    raw = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise NyuFormatError(f"cannot read depth PNG {path}")
-    if raw.dtype != np.uint16 or raw.ndim != 2:
-        raise NyuFormatError(f"{path}: expected a single-channel uint16 PNG (millimetres), got "
-                             f"{raw.dtype} with shape {raw.shape}")
-    return raw.astype(np.float32) / np.float32(NYU_DEPTH_PNG_SCALE)
+    return read_depth_png(path, NYU_DEPTH_PNG_SCALE, NyuFormatError)
 
 
 def read_nyu_rgb(path: str | os.PathLike) -> np.ndarray:
