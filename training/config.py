@@ -80,9 +80,10 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """Scale-invariant log loss."""
+    """Scale-invariant log loss, optionally after a scale-only warm-up (DepthFormer's)."""
 
     silog_lambda: float = 0.85
+    silog_warmup_steps: int = 0
 
 
 @dataclass

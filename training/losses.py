@@ -1,10 +1,25 @@
 """Depth losses. Every loss takes an explicit valid mask: ground truth is sparse or partial
-(LiDAR, sky), and a mask is never inferred from the target's values."""
+(LiDAR, sky), and a mask is never inferred from the target's values.
+
+Tensors are N×1×H×W (or any shape for the element-wise losses); per-image losses average
+over the images that have valid pixels, so one empty frame never turns a batch's loss NaN.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F  # noqa: N812 - the conventional name
 from torch import nn
+
+
+def _check_shapes(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor) -> None:
+    if pred.shape != target.shape or pred.shape != valid_mask.shape:
+        raise ValueError(f"shapes differ: pred {tuple(pred.shape)}, target "
+                         f"{tuple(target.shape)}, mask {tuple(valid_mask.shape)}")
+    if valid_mask.dtype != torch.bool:
+        raise ValueError(f"valid_mask must be bool, got {valid_mask.dtype}")
 
 
 def silog_loss(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor,
@@ -25,9 +40,7 @@ def silog_loss(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tenso
     Returns:
         A scalar; zero (still attached to ``pred``) when no pixel is valid.
     """
-    if pred.shape != target.shape or pred.shape != valid_mask.shape:
-        raise ValueError(f"shapes differ: pred {tuple(pred.shape)}, target "
-                         f"{tuple(target.shape)}, mask {tuple(valid_mask.shape)}")
+    _check_shapes(pred, target, valid_mask)
     if not valid_mask.any():
         return pred.sum() * 0.0
     diff = torch.log(target[valid_mask]) - torch.log(pred[valid_mask])
@@ -35,20 +48,194 @@ def silog_loss(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tenso
     return torch.sqrt(value.clamp(min=eps))
 
 
+def silog_scale_loss(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor,
+                     lambd: float = 0.85, eps: float = 1e-8) -> torch.Tensor:
+    """The scale part of SILog alone, ``sqrt((1 − λ) · mean(d)²)``: the DepthFormer /
+    Monocular-Depth-Estimation-Toolbox warm-up, which fits the global scale before the
+    structure so that a freshly initialised metric head does not start far off."""
+    _check_shapes(pred, target, valid_mask)
+    if not valid_mask.any():
+        return pred.sum() * 0.0
+    diff = torch.log(target[valid_mask]) - torch.log(pred[valid_mask])
+    return torch.sqrt(((1.0 - lambd) * diff.mean() ** 2).clamp(min=eps))
+
+
 class SiLogLoss(nn.Module):
     """Module form of ``silog_loss``: ``forward(pred, target, valid_mask)``.
 
+    With ``warmup_steps`` > 0 the first that many calls in training mode return
+    ``silog_scale_loss`` instead (the DepthFormer warm-up); the count is a buffer, so it is
+    saved and restored with the module's state dict.
+
     Args:
         lambd: weight of the scale-invariance term, in [0, 1].
+        warmup_steps: training calls that use the scale-only warm-up loss.
     """
 
-    def __init__(self, lambd: float = 0.85) -> None:
+    def __init__(self, lambd: float = 0.85, warmup_steps: int = 0) -> None:
         super().__init__()
         if not 0.0 <= lambd <= 1.0:
             raise ValueError(f"lambd must be in [0, 1], got {lambd}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be non-negative, got {warmup_steps}")
         self.lambd = lambd
+        self.warmup_steps = int(warmup_steps)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor,
                 valid_mask: torch.Tensor) -> torch.Tensor:
         """The loss over the valid pixels."""
+        if self.training and int(self.calls) < self.warmup_steps:
+            self.calls += 1
+            return silog_scale_loss(pred, target, valid_mask, self.lambd)
         return silog_loss(pred, target, valid_mask, self.lambd)
+
+
+def masked_l1_loss(pred: torch.Tensor, target: torch.Tensor,
+                   valid_mask: torch.Tensor) -> torch.Tensor:
+    """Mean |pred − target| over the valid elements (zero, still attached, when none)."""
+    _check_shapes(pred, target, valid_mask)
+    if not valid_mask.any():
+        return pred.sum() * 0.0
+    return (pred[valid_mask] - target[valid_mask]).abs().mean()
+
+
+def masked_l2_loss(pred: torch.Tensor, target: torch.Tensor,
+                   valid_mask: torch.Tensor) -> torch.Tensor:
+    """Mean (pred − target)² over the valid elements (zero, still attached, when none)."""
+    _check_shapes(pred, target, valid_mask)
+    if not valid_mask.any():
+        return pred.sum() * 0.0
+    return ((pred[valid_mask] - target[valid_mask]) ** 2).mean()
+
+
+def _per_image(t: torch.Tensor) -> torch.Tensor:
+    if t.dim() != 4 or t.shape[1] != 1:
+        raise ValueError(f"expected N×1×H×W, got {tuple(t.shape)}")
+    return t.flatten(1)
+
+
+def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor
+                      ) -> torch.Tensor:
+    """``s · pred + t`` with the per-image least-squares (s, t) against ``target`` over the
+    valid pixels (MiDaS's closed form); images with fewer than two valid pixels, or a flat
+    prediction, are returned unchanged. Gradients flow through s and t."""
+    _check_shapes(pred, target, valid_mask)
+    p, g, m = _per_image(pred), _per_image(target), _per_image(valid_mask).to(pred.dtype)
+    a00 = (m * p * p).sum(1)
+    a01 = (m * p).sum(1)
+    a11 = m.sum(1)
+    b0 = (m * p * g).sum(1)
+    b1 = (m * g).sum(1)
+    det = a00 * a11 - a01 * a01
+    ok = (a11 >= 2) & (det.abs() > 1e-12 * a11.clamp(min=1) ** 2)
+    safe = torch.where(ok, det, torch.ones_like(det))
+    scale = torch.where(ok, (a11 * b0 - a01 * b1) / safe, torch.ones_like(det))
+    shift = torch.where(ok, (a00 * b1 - a01 * b0) / safe, torch.zeros_like(det))
+    return pred * scale.view(-1, 1, 1, 1) + shift.view(-1, 1, 1, 1)
+
+
+def _median_normalise(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """(x − median) / mean |x − median| over one image's valid pixels (Depth Anything)."""
+    values = x[m]
+    t = values.median()
+    s = (values - t).abs().mean().clamp(min=1e-6)
+    return (values - t) / s
+
+
+def ssi_loss(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor,
+             method: str = "median") -> torch.Tensor:
+    """Scale-and-shift-invariant loss for relative (affine-invariant) predictions.
+
+    ``median``: Depth Anything's affine-invariant loss — each image's prediction and target
+    are shifted by their median and divided by their mean absolute deviation over the valid
+    pixels, then compared by mean |·|. ``lstsq``: MiDaS's — the prediction is aligned to the
+    target by least squares (``align_scale_shift``), then mean |·|. Both are averaged over the
+    images with at least two valid pixels. Use it in the same space as the model's output
+    (disparity for an ``inverse_depth`` model).
+    """
+    _check_shapes(pred, target, valid_mask)
+    if method not in ("median", "lstsq"):
+        raise ValueError(f"method must be 'median' or 'lstsq', got {method!r}")
+    if method == "lstsq":
+        pred = align_scale_shift(pred, target, valid_mask)
+    losses = []
+    for p, g, m in zip(_per_image(pred), _per_image(target), _per_image(valid_mask),
+                       strict=True):
+        if int(m.sum()) < 2:
+            continue
+        if method == "median":
+            losses.append((_median_normalise(p, m) - _median_normalise(g, m)).abs().mean())
+        else:
+            losses.append((p[m] - g[m]).abs().mean())
+    if not losses:
+        return pred.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
+def gradient_matching_loss(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor,
+                           scales: int = 4) -> torch.Tensor:
+    """MiDaS's multi-scale gradient matching: at each scale k (every 2^k-th pixel), the mean
+    over valid pixels of |∂x R| + |∂y R| with R = pred − target, counting a difference only
+    where both of its pixels are valid. Align a relative prediction first
+    (``align_scale_shift``). Summed over scales; each scale is normalised per image by its
+    number of valid pixels and averaged over the batch."""
+    _check_shapes(pred, target, valid_mask)
+    if pred.dim() != 4:
+        raise ValueError(f"expected N×1×H×W, got {tuple(pred.shape)}")
+    total = pred.sum() * 0.0
+    for k in range(scales):
+        step = 2**k
+        r = (pred - target)[..., ::step, ::step]
+        m = valid_mask[..., ::step, ::step].to(pred.dtype)
+        if r.shape[-1] < 2 or r.shape[-2] < 2:
+            break
+        mx = m[..., :, 1:] * m[..., :, :-1]
+        my = m[..., 1:, :] * m[..., :-1, :]
+        gx = (r[..., :, 1:] - r[..., :, :-1]).abs() * mx
+        gy = (r[..., 1:, :] - r[..., :-1, :]).abs() * my
+        count = m.flatten(1).sum(1)
+        per_image = (gx.flatten(1).sum(1) + gy.flatten(1).sum(1)) / count.clamp(min=1)
+        has = count > 0
+        if has.any():
+            total = total + per_image[has].mean()
+    return total
+
+
+@dataclass(frozen=True)
+class DiffusionLossTerms:
+    """The DiffusionDepth objective's terms and their weighted sum."""
+
+    total: torch.Tensor
+    ddim: torch.Tensor
+    pixel: torch.Tensor
+    latent: torch.Tensor
+
+
+def diffusion_depth_loss(pred_noise: torch.Tensor, true_noise: torch.Tensor,
+                         pred_depth: torch.Tensor, target: torch.Tensor,
+                         valid_mask: torch.Tensor, pred_latent: torch.Tensor,
+                         target_latent: torch.Tensor, latent_mask: torch.Tensor,
+                         weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+                         ) -> DiffusionLossTerms:
+    """DiffusionDepth's ``L = L_ddim + L_pixel + L_latent`` (each with a weight).
+
+    ``L_ddim``: mean squared error between the noise the denoiser predicts and the noise that
+    was added to the (self-diffused) latent, over every latent element. ``L_pixel``: masked
+    L1 between the decoded depth and the sparse ground truth over ``valid_mask``.
+    ``L_latent``: masked L1 between the refined latent and the latent of the ground truth,
+    over ``latent_mask`` (the validity mask at latent resolution; broadcast over channels).
+    """
+    if pred_noise.shape != true_noise.shape:
+        raise ValueError(f"noise shapes differ: {tuple(pred_noise.shape)} and "
+                         f"{tuple(true_noise.shape)}")
+    if pred_latent.shape != target_latent.shape:
+        raise ValueError(f"latent shapes differ: {tuple(pred_latent.shape)} and "
+                         f"{tuple(target_latent.shape)}")
+    ddim = F.mse_loss(pred_noise, true_noise)
+    pixel = masked_l1_loss(pred_depth, target, valid_mask)
+    mask = latent_mask.expand_as(pred_latent)
+    latent = masked_l1_loss(pred_latent, target_latent, mask.contiguous())
+    w_ddim, w_pixel, w_latent = weights
+    return DiffusionLossTerms(w_ddim * ddim + w_pixel * pixel + w_latent * latent, ddim, pixel,
+                              latent)

@@ -73,7 +73,7 @@ class Trainer:
                               f"{len(self.train_set)} training frames")
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
         self.optimizer = build_optimizer(self.model, config.optim)
-        self.loss_fn = SiLogLoss(config.loss.silog_lambda)
+        self.loss_fn = SiLogLoss(config.loss.silog_lambda, config.loss.silog_warmup_steps)
         self.metadata = ModelMetadata(
             architecture=config.model.name, kind=self.model.kind, output=self.model.output,
             stride=self.model.stride, train_input_height=config.data.input_height,
@@ -182,6 +182,9 @@ class Trainer:
             depth = torch.where(depth > 0, depth, torch.full_like(depth, self.model.max_depth_m))
         valid = depth > 0
         target = depth.clamp(self.model.min_depth_m, self.model.max_depth_m)
+        # The warm-up counts optimiser steps, so a resumed run continues it where it stopped.
+        self.loss_fn.calls.fill_(self.step)
+        self.loss_fn.train()
         loss = self.loss_fn(pred, target, valid)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
