@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 # Modules whose import registers the built-in models.
-_BUILTIN_MODULES = ("depth_ros.models.mono_cnn",)
+_BUILTIN_MODULES = ("depth_ros.models.mono_cnn", "depth_ros.models.diffusion")
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 BuilderT = TypeVar("BuilderT", bound=Callable[..., Any])
