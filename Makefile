@@ -26,7 +26,7 @@ lint: setup
 	$(VENV)/bin/ruff check depth_ros training test bench launch
 
 bench: setup
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+	for b in bench/bench_*.py bench/models.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) outputs build install log *.egg-info
