@@ -66,3 +66,112 @@ def mean_metrics(per_image: list[dict[str, float]]) -> dict[str, float]:
         values = values[np.isfinite(values)]
         out[key] = float(values.mean()) if values.size else float("nan")
     return out
+
+
+# --- the KITTI depth benchmark's devkit ------------------------------------------------------
+
+DEVKIT_METRIC_NAMES = ("silog", "sq_error_rel", "abs_error_rel", "irmse", "imae", "mae", "rmse",
+                       "log_mae", "log_rmse")
+
+
+def interpolate_background(pred: np.ndarray) -> np.ndarray:
+    """Fill missing predictions (≤ 0 or not finite) as the KITTI devkit does before scoring:
+    along each row, a gap between two estimates takes the smaller of them (the background),
+    and a gap at either end the nearest estimate. A row without any estimate stays 0."""
+    out = np.array(pred, dtype=np.float64)
+    valid = np.isfinite(out) & (out > 0)
+    out[~valid] = 0.0
+    for row, ok in zip(out, valid, strict=True):
+        cols = np.flatnonzero(ok)
+        if not len(cols) or len(cols) == len(row):
+            continue
+        idx = np.arange(len(row))
+        # Index of the last estimate at or left of each pixel, and the first at or right.
+        left = np.maximum.accumulate(np.where(ok, idx, -1))
+        right = np.minimum.accumulate(np.where(ok, idx, len(row))[::-1])[::-1]
+        left_value = np.where(left >= 0, row[np.maximum(left, 0)], np.inf)
+        right_value = np.where(right < len(row), row[np.minimum(right, len(row) - 1)], np.inf)
+        row[~ok] = np.minimum(left_value, right_value)[~ok]
+    return out
+
+
+def kitti_devkit_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None,
+                         interpolate: bool = True) -> dict[str, float]:
+    """The KITTI depth prediction / completion devkit's per-image errors, in its units.
+
+    Over the pixels with ground truth (> 0, and ``mask`` where given), with the prediction
+    filled by ``interpolate_background`` first (as the devkit does; ``interpolate=False``
+    scores only pixels with an estimate): ``silog`` 100·√(mean e² − (mean e)²) with
+    e = ln g − ln p; ``sq_error_rel`` 100·mean ((p − g)/g)² and ``abs_error_rel``
+    100·mean |p − g|/g (percent); ``irmse`` and ``imae`` of 1/p − 1/g in 1/km; ``mae`` and
+    ``rmse`` in millimetres; ``log_mae``, ``log_rmse`` of e. Note ``sq_error_rel`` divides by
+    g², not by g as Eigen's ``sq_rel`` does. NaN everywhere when no pixel counts.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred and gt shapes differ: {pred.shape} vs {gt.shape}")
+    valid = np.isfinite(gt) & (gt > 0)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != gt.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from gt shape {gt.shape}")
+        valid &= mask
+    p_full = interpolate_background(pred) if interpolate else pred
+    valid &= np.isfinite(p_full) & (p_full > 0)
+    if not valid.any():
+        return dict.fromkeys(DEVKIT_METRIC_NAMES, float("nan"))
+    p, g = p_full[valid], gt[valid]
+    err = np.abs(g - p)
+    inv = np.abs(1.0 / g - 1.0 / p)
+    log_diff = np.log(g) - np.log(p)
+    return {
+        "silog": float(100.0 * np.sqrt(max(np.mean(log_diff**2) - np.mean(log_diff) ** 2,
+                                           0.0))),
+        "sq_error_rel": float(100.0 * np.mean((err / g) ** 2)),
+        "abs_error_rel": float(100.0 * np.mean(err / g)),
+        "irmse": float(1000.0 * np.sqrt(np.mean(inv**2))),
+        "imae": float(1000.0 * np.mean(inv)),
+        "mae": float(1000.0 * np.mean(err)),
+        "rmse": float(1000.0 * np.sqrt(np.mean(err**2))),
+        "log_mae": float(np.mean(np.abs(log_diff))),
+        "log_rmse": float(np.sqrt(np.mean(log_diff**2))),
+    }
+
+
+# --- evaluation crops (Garg et al. 2016, Eigen et al. 2014) -----------------------------------
+
+# Fractions of the image (top, bottom, left, right) of the standard KITTI crops.
+KITTI_CROPS = {"garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
+               "eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229)}
+# NYU Depth v2's Eigen crop, in pixels of the 480×640 image (rows 45:471, columns 41:601).
+NYU_EIGEN_CROP_PX = (45, 471, 41, 601)
+
+
+def eval_crop_mask(height: int, width: int, crop: str | None) -> np.ndarray:
+    """Boolean H×W mask of a named evaluation crop: ``garg``/``eigen`` (KITTI, fractions of
+    the image as in the BTS / Monodepth2 evaluation code), ``nyu`` (the Eigen crop of
+    NYU's 480×640 images, scaled to other sizes), or None (everything)."""
+    mask = np.zeros((height, width), dtype=bool)
+    if crop is None:
+        mask[:] = True
+    elif crop in KITTI_CROPS:
+        top, bottom, left, right = KITTI_CROPS[crop]
+        mask[int(top * height):int(bottom * height), int(left * width):int(right * width)] = True
+    elif crop == "nyu":
+        top, bottom, left, right = NYU_EIGEN_CROP_PX
+        mask[round(top * height / 480):round(bottom * height / 480),
+             round(left * width / 640):round(right * width / 640)] = True
+    else:
+        raise ValueError(f"unknown crop {crop!r}; known: garg, eigen, nyu, or None")
+    return mask
+
+
+def median_scale(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``pred`` times median(gt)/median(pred) over ``mask`` (Monodepth2's protocol for models
+    without metric scale); returned unchanged where the mask selects nothing."""
+    pred = np.asarray(pred, dtype=np.float64)
+    valid = np.asarray(mask, dtype=bool) & np.isfinite(pred) & (pred > 0)
+    if not valid.any():
+        return pred
+    return pred * (np.median(np.asarray(gt)[valid]) / np.median(pred[valid]))

@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from depth_ros.metrics import METRIC_NAMES, depth_metrics, mean_metrics
+from depth_ros.metrics import (
+    DEVKIT_METRIC_NAMES,
+    METRIC_NAMES,
+    depth_metrics,
+    eval_crop_mask,
+    interpolate_background,
+    kitti_devkit_metrics,
+    mean_metrics,
+    median_scale,
+)
 
 LN15 = math.log(1.5)
 
@@ -83,3 +92,66 @@ def test_mean_metrics_averages_per_image_and_skips_empty_images() -> None:
     empty = depth_metrics(np.array([1.0]), np.array([0.0]))
     assert mean_metrics([a, b, empty])["abs_rel"] == pytest.approx(0.125)
     assert math.isnan(mean_metrics([])["rmse"])
+
+
+# KITTI devkit ---------------------------------------------------------------------------------
+
+def test_devkit_metrics_by_hand() -> None:
+    # Pixel 1: 1.5 m predicted for 1 m; pixel 2 exact.
+    m = kitti_devkit_metrics(np.array([[1.5, 4.0]]), np.array([[1.0, 4.0]]))
+    inv = 1.0 - 1.0 / 1.5
+    expected = {
+        "silog": 100 * math.sqrt(LN15**2 / 2 - (LN15 / 2) ** 2),
+        "sq_error_rel": 100 * (0.5**2 / 1.0**2) / 2,  # divided by g², unlike Eigen's sq_rel
+        "abs_error_rel": 100 * 0.5 / 2,
+        "irmse": 1000 * math.sqrt(inv**2 / 2),  # 1/km
+        "imae": 1000 * inv / 2,
+        "mae": 1000 * 0.5 / 2,  # mm
+        "rmse": 1000 * math.sqrt(0.25 / 2),
+        "log_mae": LN15 / 2,
+        "log_rmse": math.sqrt(LN15**2 / 2),
+    }
+    assert set(m) == set(DEVKIT_METRIC_NAMES)
+    for key, value in expected.items():
+        assert m[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_devkit_fills_missing_predictions_with_the_background() -> None:
+    row = np.array([[0.0, 5.0, np.nan, -1.0, 3.0, 0.0]])
+    np.testing.assert_array_equal(interpolate_background(row), [[5, 5, 3, 3, 3, 3]])
+    np.testing.assert_array_equal(interpolate_background(np.zeros((2, 3))), np.zeros((2, 3)))
+    gt = np.full((1, 6), 3.0)
+    # Filled, every pixel scores; without the fill only the two estimates do.
+    assert kitti_devkit_metrics(row, gt)["mae"] == pytest.approx(1000 * 2 * 2 / 6)
+    assert kitti_devkit_metrics(row, gt, interpolate=False)["mae"] == pytest.approx(1000)
+
+
+def test_devkit_ignores_pixels_without_ground_truth() -> None:
+    m = kitti_devkit_metrics(np.array([[2.0, 9.0]]), np.array([[2.0, 0.0]]))
+    assert m["mae"] == 0.0 and m["silog"] == 0.0
+    assert math.isnan(kitti_devkit_metrics(np.ones((2, 2)), np.zeros((2, 2)))["rmse"])
+
+
+@pytest.mark.parametrize("crop, rows, cols", [
+    ("garg", (153, 371), (44, 1197)),
+    ("eigen", (124, 342), (44, 1197)),
+    (None, (0, 375), (0, 1242)),
+])
+def test_kitti_crops(crop, rows, cols) -> None:
+    mask = eval_crop_mask(375, 1242, crop)
+    r, c = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    assert (r[0], r[-1] + 1) == rows and (c[0], c[-1] + 1) == cols
+    assert mask.sum() == (rows[1] - rows[0]) * (cols[1] - cols[0])
+
+
+def test_nyu_eigen_crop_and_unknown_crop() -> None:
+    mask = eval_crop_mask(480, 640, "nyu")
+    assert mask.sum() == (471 - 45) * (601 - 41) and mask[45, 41] and not mask[44, 41]
+    with pytest.raises(ValueError, match="unknown crop 'kb'"):
+        eval_crop_mask(10, 10, "kb")
+
+
+def test_median_scaling_recovers_the_scale() -> None:
+    gt = np.array([[2.0, 4.0, 8.0], [16.0, 0.0, 3.0]])
+    mask = gt > 0
+    np.testing.assert_allclose(median_scale(0.25 * gt + (~mask) * 7, gt, mask)[mask], gt[mask])
