@@ -1,16 +1,27 @@
-"""Evaluate a model on KITTI-format drives at full resolution, against simple baselines.
+"""Evaluate a model (``.onnx`` or ``.pt``, through ``DepthEstimator``) on a depth benchmark.
 
     python training/evaluate.py --model depth_ros/weights/mono_cnn_synthetic.onnx \
-        --data outputs/data/synthetic/val [--baselines-from outputs/data/synthetic/train]
+        --dataset engine --data outputs/data/synthetic/test [--baselines-from .../train]
+    python training/evaluate.py --model model.onnx --dataset kitti_eigen \
+        --split eigen_test_files_with_gt.txt --data kitti_raw --depth-root data_depth_annotated
+    python training/evaluate.py --model fusion.onnx --dataset kitti_completion \
+        --data data_depth_velodyne/val --raw-root kitti_raw --depth-root data_depth_annotated/val
+    python training/evaluate.py --model model.pt --dataset nyu --data nyu_depth_v2_labeled.mat
 
-Depth comes from ``DepthEstimator.predict`` (with each drive's fx), so pre- and
-post-processing are the deployed ones. Metrics are Eigen's, per image then averaged, on
-ground truth in (0, 80) m. Baselines, computed from the training drives at the network input
-size and upsampled: ``median`` (one depth everywhere), ``ground_plane`` (a flat road seen
-from 1.65 m, the median above the horizon) and ``pixel_median`` (the per-pixel median depth
-of the training set: the best image-independent guess). For rendered data, where 0 means sky
-or beyond range, ``sky_far`` is the fraction of those pixels the model puts at ≥ 60 m (a sky
-read as near would be a phantom obstacle in the point cloud).
+Protocols (per image, then averaged over images, as the KITTI devkit does):
+
+- ``engine`` and ``kitti_raw`` drives: ground truth in (1e-3, 80) m, no crop.
+- ``kitti_eigen``: the Garg crop (``--crop eigen`` for Eigen's), 1e-3 to 80 m.
+- ``kitti_completion`` / ``kitti_val_selection``: every pixel with ground truth; the devkit's
+  depth-completion metrics (MAE, RMSE in mm; iMAE, iRMSE in 1/km) are the headline.
+- ``nyu``: NYU's Eigen crop, 1e-3 to 10 m.
+
+Every protocol reports Eigen's metrics (AbsRel, SqRel, RMSE, RMSE log, SILog, δ) and the KITTI
+devkit's (SILog, sqErrorRel, absErrorRel, iRMSE, iMAE, MAE, RMSE). Relative models (affine-
+invariant inverse depth) are aligned per image before scoring: least squares in inverse depth
+(``--align lstsq``, the Depth Anything / MiDaS protocol) or median scaling of depth
+(``--align median``, Monodepth2's); metric models are scored as they are unless ``--align``
+asks. Fusion models get the frame's projected LiDAR as input.
 """
 
 from __future__ import annotations
@@ -27,21 +38,53 @@ sys.path.insert(0, str(_HERE.parent))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from depth_ros.inference import DepthEstimator, ModelLoadError  # noqa: E402
+from depth_ros.inference.estimator import fit_scale_shift  # noqa: E402
 from depth_ros.kitti import KittiFormatError, find_drives  # noqa: E402
-from depth_ros.metrics import depth_metrics, mean_metrics  # noqa: E402
-from training.datasets import load_frames  # noqa: E402
+from depth_ros.metrics import (  # noqa: E402
+    DEVKIT_METRIC_NAMES,
+    METRIC_NAMES,
+    depth_metrics,
+    eval_crop_mask,
+    kitti_devkit_metrics,
+    mean_metrics,
+    median_scale,
+)
+from depth_ros.readers import (  # noqa: E402
+    DepthFrame,
+    KittiCompletionSplit,
+    KittiEigenSplit,
+    KittiRawFrames,
+    KittiValSelection,
+    NyuFormatError,
+    NyuLabeled,
+    NyuSync,
+)
+from training.datasets import FrameReader, load_frames  # noqa: E402
 
 CAMERA_HEIGHT_M = 1.65  # KITTI's colour camera above the road, and the data engine's
-MAX_EVAL_DEPTH_M = 80.0
 SKY_FAR_M = 60.0
+DATASETS = ("engine", "kitti_eigen", "kitti_completion", "kitti_val_selection", "nyu")
+# (crop, min depth, max depth) of each protocol.
+PROTOCOLS = {"engine": (None, 1e-3, 80.0), "kitti_eigen": ("garg", 1e-3, 80.0),
+             "kitti_completion": (None, 1e-3, 1e3), "kitti_val_selection": (None, 1e-3, 1e3),
+             "nyu": ("nyu", 1e-3, 10.0)}
+ALIGNMENTS = ("auto", "none", "median", "lstsq")
 
 
-def baseline_maps(train_root: Path, height: int, width: int) -> dict[str, np.ndarray]:
-    """Image-independent depth maps (network size) from the training drives."""
+class EvaluationError(ValueError):
+    """The data or the options do not make an evaluation."""
+
+
+def baseline_maps(train_root: Path, height: int, width: int,
+                  max_depth_m: float = 80.0) -> dict[str, np.ndarray]:
+    """Image-independent depth maps (network size) from KITTI-layout training drives:
+    ``median`` (one depth everywhere), ``ground_plane`` (a flat road seen from 1.65 m, the
+    median above the horizon) and ``pixel_median`` (the per-pixel median depth)."""
     frames = load_frames(find_drives(train_root), height, width, threads=2)
-    depth = np.where(frames.depth > 0, np.minimum(frames.depth, MAX_EVAL_DEPTH_M), np.nan)
+    depth = np.where(frames.depth > 0, np.minimum(frames.depth, max_depth_m), np.nan)
     median = float(np.nanmedian(depth))
     with warnings.catch_warnings():
         # Pixels that are sky in every frame have no median; they get the global one below.
@@ -53,64 +96,168 @@ def baseline_maps(train_root: Path, height: int, width: int) -> dict[str, np.nda
     with np.errstate(divide="ignore"):
         ground = np.where(rows > 0.5, camera.fy * CAMERA_HEIGHT_M / rows, median)
     return {"median": np.full((height, width), median, np.float32),
-            "ground_plane": np.broadcast_to(np.minimum(ground, MAX_EVAL_DEPTH_M),
+            "ground_plane": np.broadcast_to(np.minimum(ground, max_depth_m),
                                             (height, width)).astype(np.float32),
             "pixel_median": pixel_median.astype(np.float32)}
 
 
-def evaluate(estimator: DepthEstimator, data_root: Path,
-             baselines: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
-    """Mean per-image metrics of the model (and baselines) on every frame under data_root."""
+def align_to_groundtruth(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, method: str,
+                         inverse: bool) -> np.ndarray:
+    """Depth (metres) from a prediction, aligned to the ground truth over ``mask``.
+
+    ``median`` scales depth by the ratio of medians; ``lstsq`` fits scale and shift in inverse
+    depth (robustly, see ``fit_scale_shift``); ``none`` only converts. ``inverse``: ``pred``
+    is inverse depth (a relative model's output), else depth.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        other = np.where(pred > 0, 1.0 / pred, np.nan)
+    depth, inv = (other, pred) if inverse else (pred, other)
+    if method == "none":
+        return depth
+    if method == "median":
+        return median_scale(depth, gt, mask & np.isfinite(depth))
+    valid = mask & np.isfinite(inv)
+    if valid.sum() < 2:
+        return np.full(pred.shape, np.nan)
+    s, t = fit_scale_shift(inv[valid], gt[valid])
+    fitted = s * inv + t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(fitted > 0, 1.0 / fitted, np.nan)
+
+
+def predict_frame(estimator: DepthEstimator, frame: DepthFrame, align: str) -> np.ndarray:
+    """The model's depth for one frame (metres), aligned to the ground truth if asked."""
+    meta = estimator.metadata
+    relative = meta.output == "relative"
+    sparse = frame.sparse_depth if meta.kind == "fusion" else None
+    if meta.kind == "fusion" and sparse is None:
+        raise EvaluationError(f"{frame.name}: a fusion model needs LiDAR, and this frame has "
+                              "none")
+    if relative:
+        raw = estimator.predict_relative(frame.rgb)
+    else:
+        raw = estimator.predict(frame.rgb, sparse, fx=float(frame.K[0, 0]))
+    method = ("lstsq" if relative else "none") if align == "auto" else align
+    mask = frame.depth > 0
+    return align_to_groundtruth(raw.astype(np.float64), frame.depth, mask, method, relative)
+
+
+def evaluate(estimator: DepthEstimator, reader: FrameReader, dataset: str = "engine",
+             align: str = "auto", crop: str | None = "default",
+             baselines: dict[str, np.ndarray] | None = None, progress: bool = True
+             ) -> dict[str, dict[str, float]]:
+    """Mean per-image metrics (Eigen's and the devkit's) of the model and any baselines.
+
+    ``crop="default"`` uses the protocol's (see ``PROTOCOLS``); ``sky_far`` (the share of
+    pixels without ground truth predicted at ≥ 60 m: sky for rendered data) is reported for
+    the engine protocol.
+    """
+    if dataset not in PROTOCOLS:
+        raise EvaluationError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    if align not in ALIGNMENTS:
+        raise EvaluationError(f"align must be one of {ALIGNMENTS}, got {align!r}")
+    default_crop, min_depth, max_depth = PROTOCOLS[dataset]
+    crop = default_crop if crop == "default" else crop
     per_image: dict[str, list[dict[str, float]]] = {"model": []}
     per_image.update({name: [] for name in baselines or {}})
     sky_far = []
-    for drive in find_drives(data_root):
-        fx = drive.camera_model().fx
-        for index in range(len(drive)):
-            gt = drive.groundtruth(index)
-            rgb = drive.rgb(index)
-            mask = gt > 0
-            predictions = {"model": estimator.predict(rgb, fx=fx)}
-            if not mask.all():
-                sky_far.append(float(np.mean(predictions["model"][~mask] >= SKY_FAR_M)))
-            for name, small in (baselines or {}).items():
-                predictions[name] = cv2.resize(small, (gt.shape[1], gt.shape[0]),
-                                               interpolation=cv2.INTER_LINEAR)
-            for name, pred in predictions.items():
-                per_image[name].append(depth_metrics(pred, gt, mask=mask,
-                                                     max_depth=MAX_EVAL_DEPTH_M))
+    for index in tqdm(range(len(reader)), desc="evaluate", unit="frame", disable=not progress):
+        frame = reader.frame(index)
+        if frame.depth is None:
+            raise EvaluationError(f"{frame.name}: no ground truth to evaluate against")
+        gt = frame.depth
+        height, width = gt.shape
+        mask = (gt > 0) & eval_crop_mask(height, width, crop)
+        predictions = {"model": predict_frame(estimator, frame, align)}
+        if dataset == "engine" and not (gt > 0).all():
+            sky_far.append(float(np.mean(predictions["model"][gt <= 0] >= SKY_FAR_M)))
+        for name, small in (baselines or {}).items():
+            predictions[name] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        for name, pred in predictions.items():
+            in_range = mask & (gt > min_depth) & (gt < max_depth)
+            metrics = depth_metrics(pred, gt, mask=in_range, min_depth=min_depth,
+                                    max_depth=max_depth)
+            devkit = kitti_devkit_metrics(np.clip(pred, min_depth, max_depth), gt, mask=in_range)
+            metrics.update({f"devkit_{k}": v for k, v in devkit.items()})
+            per_image[name].append(metrics)
     results = {name: mean_metrics(values) for name, values in per_image.items()}
-    results["model"]["sky_far"] = float(np.mean(sky_far)) if sky_far else float("nan")
+    results["model"]["frames"] = len(per_image["model"])
+    if sky_far:
+        results["model"]["sky_far"] = float(np.mean(sky_far))
     return results
 
 
+def make_reader(args: argparse.Namespace, needs_lidar: bool) -> FrameReader:
+    """The reader of ``--dataset`` from the command-line paths."""
+    if args.dataset == "engine":
+        return KittiRawFrames(find_drives(args.data))
+    if args.dataset == "kitti_eigen":
+        if args.split is None or args.depth_root is None:
+            raise EvaluationError("kitti_eigen needs --split (the Eigen test list) and "
+                                  "--depth-root (data_depth_annotated)")
+        return KittiEigenSplit(args.split, args.data, args.depth_root, velodyne=needs_lidar)
+    if args.dataset == "kitti_completion":
+        if args.raw_root is None:
+            raise EvaluationError("kitti_completion needs --raw-root (the KITTI raw tree)")
+        return KittiCompletionSplit(args.data, args.raw_root, args.depth_root)
+    if args.dataset == "kitti_val_selection":
+        return KittiValSelection(args.data)
+    return NyuLabeled(args.data) if Path(args.data).is_file() else NyuSync(args.data, args.split)
+
+
+def print_table(results: dict[str, dict[str, float]]) -> None:
+    """Eigen's metrics, then the devkit's, one row per predictor."""
+    devkit = tuple(f"devkit_{k}" for k in DEVKIT_METRIC_NAMES[:7])
+    for keys, title in ((METRIC_NAMES, "Eigen"), (devkit, "KITTI devkit")):
+        header = [k.removeprefix("devkit_") for k in keys]
+        print(f"{title:<14}" + "".join(f"{k:>14}" for k in header))
+        for name, metrics in results.items():
+            print(f"{name:<14}" + "".join(f"{metrics[k]:>14.4f}" for k in keys))
+    if "sky_far" in results["model"]:
+        print(f"no-ground-truth pixels (sky) predicted at >= {SKY_FAR_M:g} m: "
+              f"{100 * results['model']['sky_far']:.1f}%")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; prints a table (and writes JSON with --json)."""
+    """Entry point; prints the tables (and writes JSON with --json)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, type=Path, help=".onnx or .pt")
-    parser.add_argument("--data", required=True, type=Path, help="root of the drives to score")
+    parser.add_argument("--dataset", choices=DATASETS, default="engine")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="drives root (engine), KITTI raw root (kitti_eigen), "
+                             "data_depth_velodyne/<split> (kitti_completion), "
+                             "val_selection_cropped, or the NYU .mat / sync folder")
+    parser.add_argument("--split", type=Path, default=None, help="split list (Eigen, NYU)")
+    parser.add_argument("--depth-root", type=Path, default=None,
+                        help="data_depth_annotated (kitti_eigen, kitti_completion)")
+    parser.add_argument("--raw-root", type=Path, default=None, help="KITTI raw (completion)")
+    parser.add_argument("--crop", default="default",
+                        choices=("default", "garg", "eigen", "nyu", "none"))
+    parser.add_argument("--align", choices=ALIGNMENTS, default="auto",
+                        help="auto: least squares for relative models, none for metric")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--baselines-from", type=Path, default=None,
-                        help="training drives to build the baselines from")
+                        help="engine: training drives to build image-independent baselines")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         estimator = DepthEstimator(args.model, backend=args.backend)
+        reader = make_reader(args, estimator.metadata.kind == "fusion")
         baselines = None
         if args.baselines_from is not None:
             baselines = baseline_maps(args.baselines_from, *estimator.input_size)
-        results = evaluate(estimator, args.data, baselines)
-    except (ModelLoadError, KittiFormatError) as exc:
+        results = evaluate(estimator, reader, args.dataset, args.align,
+                           None if args.crop == "none" else args.crop, baselines,
+                           progress=not args.no_progress)
+    except (ModelLoadError, KittiFormatError, NyuFormatError, EvaluationError) as exc:
         print(f"evaluate.py: error: {exc}", file=sys.stderr)
         return 1
-    keys = ("abs_rel", "sq_rel", "rmse", "rmse_log", "silog", "a1", "a2", "a3")
-    print(f"{'predictor':<14}" + "".join(f"{k:>10}" for k in keys))
-    for name, metrics in results.items():
-        print(f"{name:<14}" + "".join(f"{metrics[k]:>10.4f}" for k in keys))
-    print(f"no-ground-truth pixels (sky) predicted at >= {SKY_FAR_M:g} m: "
-          f"{100 * results['model']['sky_far']:.1f}%")
+    print_table(results)
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": str(args.model), "dataset": args.dataset,
+                                         "results": results}, indent=2) + "\n")
     return 0
 
 
