@@ -23,6 +23,10 @@ setup(
         "setuptools",
         "numpy>=1.22",
         "opencv-python-headless>=4.5",
+        # The synthetic engine traces cast shadows with Embree where embreex has wheels; on
+        # Linux aarch64 (Jetson) it falls back to numpy (depth_ros/synthetic/shadows.py).
+        "embreex>=4; platform_machine == 'x86_64' or platform_machine == 'AMD64' "
+        "or sys_platform == 'darwin'",
         "onnxruntime>=1.16",
         "PyYAML>=5.4",
         "tqdm>=4.60",

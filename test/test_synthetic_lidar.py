@@ -323,7 +323,7 @@ def test_drive_right_images_match_a_rerender(engine_drive):
     _, path = engine_drive
     plan = plan_drive(NUM_FRAMES, seed=11, drive=5)
     pose = rig.camera_pose_of(plan.poses[1], 2, 3)
-    _, depth = render_frame(plan.scene, pose, plan.camera)
+    _, depth = render_frame(plan.scene_at(1), pose, plan.camera)
     stored = kitti.read_depth_png(path / "proj_depth" / "groundtruth" / "image_03"
                                   / f"{kitti.frame_name(1)}.png")
     np.testing.assert_allclose(stored, np.nan_to_num(depth), atol=0.5 / 256 + 1e-4)

@@ -20,6 +20,9 @@ from depth_ros.models.metadata import ModelMetadata
 LOG = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "torch")
+# "default": resize to the fixed network size (area/bilinear), resize the output back
+# bilinearly; "depth_anything_v2": the official Depth Anything V2 ``infer_image`` steps.
+PREPROCESSING = ("default", "depth_anything_v2")
 _SUFFIX_OF_BACKEND = {"onnxruntime": ".onnx", "torch": ".pt"}
 
 
@@ -33,6 +36,42 @@ def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     shrinking = width <= rgb.shape[1] and height <= rgb.shape[0]
     return cv2.resize(rgb, (width, height),
                       interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def depth_anything_v2_input_size(height: int, width: int, target: tuple[int, int] = (518, 518),
+                                 multiple: int = 14) -> tuple[int, int]:
+    """Network (height, width) of Depth Anything V2's ``infer_image`` for an image.
+
+    Its ``Resize(keep_aspect_ratio=True, ensure_multiple_of=14, resize_method="lower_bound")``:
+    one scale for both axes, the larger of target/size, so that both sides reach at least the
+    target; each side is then rounded to the nearest multiple (half to even, as ``np.round``),
+    or rounded up where rounding would fall below the target.
+    """
+    scale = max(target[0] / height, target[1] / width)
+
+    def constrain(value: float, minimum: int) -> int:
+        rounded = int(np.round(value / multiple) * multiple)
+        return rounded if rounded >= minimum else int(np.ceil(value / multiple) * multiple)
+
+    return constrain(scale * height, target[0]), constrain(scale * width, target[1])
+
+
+def resize_bilinear_align_corners(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of an H×W float array with ``align_corners=True`` (corner samples map to
+    corner samples), as ``F.interpolate`` does it, in numpy (no torch at run time)."""
+
+    def taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        step = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
+        src = np.arange(size_out, dtype=np.float64) * step
+        low = np.minimum(np.floor(src).astype(np.intp), size_in - 1)
+        high = np.minimum(low + 1, size_in - 1)
+        return low, high, (src - low).astype(np.float32)
+
+    image = np.asarray(image, dtype=np.float32)
+    low, high, frac = taps(image.shape[0], height)
+    rows = image[low] * (1 - frac)[:, None] + image[high] * frac[:, None]
+    low, high, frac = taps(image.shape[1], width)
+    return rows[:, low] * (1 - frac)[None] + rows[:, high] * frac[None]
 
 
 def round_to_stride(size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -72,16 +111,27 @@ class DepthEstimator:
             the same stem (``model.onnx`` ↔ ``model.pt``).
         num_threads: inference threads; 0 = the runtime's default.
         input_size: network input (height, width), rounded to the model's stride; default:
-            the size the model was trained at.
+            the size the model was trained at. With ``preprocess="depth_anything_v2"`` the
+            smallest size: each frame keeps its aspect ratio and both sides reach at least
+            this (official ``input_size=518`` is (518, 518)).
+        preprocess: ``default`` (fixed network size, area/bilinear resizing) or
+            ``depth_anything_v2``, which reproduces the official Depth Anything V2
+            ``infer_image``: per-frame size from ``depth_anything_v2_input_size``, bicubic
+            resizing of the [0, 1] image in float64, and the output resized back bilinearly
+            with aligned corners.
 
     Raises:
         ModelLoadError: the model file is missing, unreadable or not a depth_ros model.
     """
 
     def __init__(self, model_path: str | os.PathLike, backend: str = "auto",
-                 num_threads: int = 0, input_size: tuple[int, int] | None = None) -> None:
+                 num_threads: int = 0, input_size: tuple[int, int] | None = None,
+                 preprocess: str = "default") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if preprocess not in PREPROCESSING:
+            raise ValueError(f"preprocess must be one of {PREPROCESSING}, got {preprocess!r}")
+        self.preprocess = preprocess
         path = Path(model_path)
         if backend == "auto":
             backend = "onnxruntime" if path.suffix == ".onnx" else "torch"
@@ -135,16 +185,29 @@ class DepthEstimator:
         if fx is not None and not (math.isfinite(fx) and fx > 0):
             raise ValueError(f"fx must be a positive focal length in pixels, got {fx}")
 
+    def network_size(self, image_height: int, image_width: int) -> tuple[int, int]:
+        """The network input (height, width) for an image of this size."""
+        if self.preprocess == "depth_anything_v2":
+            return depth_anything_v2_input_size(image_height, image_width, self.input_size,
+                                                self.metadata.stride)
+        return self.input_size
+
     def _run(self, rgb: np.ndarray, sparse_depth: np.ndarray | None) -> np.ndarray:
         """The network's output at the input image's size (float32 H×W)."""
-        height, width = self.input_size
-        image = resize_rgb(rgb, width, height).astype(np.float32) * np.float32(1 / 255)
+        height, width = self.network_size(rgb.shape[0], rgb.shape[1])
+        if self.preprocess == "depth_anything_v2":
+            image = cv2.resize(rgb / 255.0, (width, height), interpolation=cv2.INTER_CUBIC)
+            image = image.astype(np.float32)
+        else:
+            image = resize_rgb(rgb, width, height).astype(np.float32) * np.float32(1 / 255)
         image = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
         sparse = None
         if self.metadata.kind == "fusion" and sparse_depth is not None:
             sparse = cv2.resize(sparse_depth.astype(np.float32), (width, height),
                                 interpolation=cv2.INTER_NEAREST_EXACT)[None, None]
         out = self._backend.run(image, sparse)[0, 0]
+        if self.preprocess == "depth_anything_v2":
+            return resize_bilinear_align_corners(out, rgb.shape[0], rgb.shape[1])
         return cv2.resize(out, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
 
     def predict(self, rgb: np.ndarray, sparse_depth: np.ndarray | None = None,
@@ -166,7 +229,7 @@ class DepthEstimator:
         else:
             depth = out
             if fx is not None:
-                net_fx = fx * self.input_size[1] / rgb.shape[1]
+                net_fx = fx * self.network_size(*rgb.shape[:2])[1] / rgb.shape[1]
                 depth = depth * np.float32(net_fx / meta.train_focal_px)
         depth = np.clip(depth, meta.min_depth_m, meta.max_depth_m).astype(np.float32)
         depth[~np.isfinite(out)] = np.nan

@@ -24,15 +24,21 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or lacks what is needed."""
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint onto the CPU and check its layout."""
+def load_weights_only(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` onto the CPU with ``weights_only=True`` (tensors and plain containers
+    only: never unpickles code); a missing or unreadable file raises ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{what} not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign files raise many different types
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise CheckpointError(f"cannot read {what} {path}: {exc}") from exc
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU and check its layout."""
+    payload = load_weights_only(path)
     if not isinstance(payload, dict) or any(k not in payload for k in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not a depth_ros checkpoint (needs "
                               f"{', '.join(REQUIRED_KEYS)})")

@@ -81,3 +81,56 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual update of x."""
         return self.relu(x + self.conv2(self.conv1(x)))
+
+
+class PreActBasicBlock(nn.Module):
+    """Pre-activation basic block (He et al., 2016): ``x + conv(relu(bn(conv(relu(bn(x))))))``.
+
+    The identity path carries no normalisation or activation, so the residual stream of a
+    deep stack stays a plain sum; whoever reads the stream normalises it first.
+
+    Args:
+        channels: input and output channels.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual update of x."""
+        y = self.conv1(torch.relu(self.norm1(x)))
+        return x + self.conv2(torch.relu(self.norm2(y)))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's inverted residual: 1×1 expand, depthwise 3×3, linear 1×1 projection.
+
+    The residual connection is used when the block keeps stride and width.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        stride: stride of the depthwise convolution (1 or 2).
+        expansion: hidden width as a multiple of ``in_channels`` (1: no expansion layer).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
+                 expansion: float = 4.0) -> None:
+        super().__init__()
+        hidden = max(1, round(in_channels * expansion))
+        layers: list[nn.Module] = []
+        if hidden != in_channels:
+            layers.append(ConvBNReLU(in_channels, hidden, kernel_size=1))
+        layers += [ConvBNReLU(hidden, hidden, 3, stride, groups=hidden),
+                   ConvBNReLU(hidden, out_channels, kernel_size=1, relu=False)]
+        self.block = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """N×in×H×W → N×out×H/stride×W/stride."""
+        y = self.block(x)
+        return x + y if self.use_residual else y

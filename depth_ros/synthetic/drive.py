@@ -1,7 +1,9 @@
 """Synthetic drives: a sensor rig moving down one generated street, written as a KITTI raw drive.
 
 The rig is KITTI's: colour cameras 02 and 03 (0.54 m baseline), the velodyne and the OXTS unit
-at their 2011_09_26 extrinsics (``rig.py``), all moving with the trajectory of camera 02.
+at their 2011_09_26 extrinsics (``rig.py``), all moving with the trajectory of camera 02. Each
+drive has its own intrinsics drawn around KITTI's (``drive_camera``), and the lane traffic
+drives: every frame is rendered and swept from the scene at the frame's time.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from depth_ros.geometry import PinholeCamera, project_velodyne
 from depth_ros.synthetic import oxts, rig
 from depth_ros.synthetic.lidar import LidarModel, cast_lidar
 from depth_ros.synthetic.pose import CameraPose
+from depth_ros.synthetic.procedural import TRAFFIC_SPEED_RANGE_MPS
 from depth_ros.synthetic.render import MAX_DEPTH_M, render_frame
 from depth_ros.synthetic.scene import StreetScene
 
@@ -31,11 +34,17 @@ FRAME_PERIOD_S = 0.1
 CAMERA_HEIGHT_M = 1.65
 # KITTI's rectified colour camera (2011_09_26).
 KITTI_CAMERA = PinholeCamera(721.5377, 721.5377, 609.5593, 172.854, 1242, 375)
+# Each drive's camera is drawn around it (at 1242×375, then resized to the drive's size):
+# KITTI's raw dates have fx = fy from 707 to 721.5 px, cx 601–610 and cy 172–185; the focal
+# range is ±5 % around 2011_09_26's, so models also meet cameras a little off KITTI's.
+FOCAL_RANGE_PX = (0.95 * KITTI_CAMERA.fx, 1.05 * KITTI_CAMERA.fx)
+PRINCIPAL_X_RANGE_PX = (600.0, 613.0)
+PRINCIPAL_Y_RANGE_PX = (169.0, 188.0)
 VIEW_DISTANCE_M = 400.0
 PARAMS_FILE = "depth_ros_synthetic.json"
 POSES_FILE = "poses.txt"
 # Bump when the renderer's output changes, so drives written by an older one are regenerated.
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 CAMERA_INDEX = 2
 RIGHT_CAMERA_INDEX = 3
 # The velodyne's sweep runs from behind the car round to behind it again in one frame period;
@@ -47,6 +56,7 @@ MAX_RENDER_THREADS = 2
 SKEW_SECTORS = 32
 _STREAM_TRAJECTORY = 5
 _STREAM_GEO = 7
+_STREAM_INTRINSICS = 9
 # Added to the frame index for camera 03's sensor noise, so it never repeats camera 02's.
 _RIGHT_NOISE_OFFSET = 1 << 20
 
@@ -115,7 +125,27 @@ class DrivePlan:
     @property
     def times_s(self) -> np.ndarray:
         """Frame times in seconds into the drive (the trajectory's clock)."""
-        return self.timestamps - self.timestamps[0]
+        # POSIX stamps near 1.3e9 s resolve ~0.2 µs; to the µs they are the planned times.
+        return np.round(self.timestamps - self.timestamps[0], 6)
+
+    def scene_at(self, index: int) -> StreetScene:
+        """The scene as frame ``index`` sees it: moving cars where they are at its time."""
+        return self.scene.at_time(float(self.times_s[index]))
+
+
+def drive_camera(seed: int, width: int = 1242, height: int = 375) -> PinholeCamera:
+    """The rectified camera of ``seed``'s drive, for images of ``width`` × ``height``.
+
+    fx = fy, cx and cy are drawn at KITTI's 1242×375 from ``FOCAL_RANGE_PX``,
+    ``PRINCIPAL_X_RANGE_PX`` and ``PRINCIPAL_Y_RANGE_PX`` (the seed's own stream, so no other
+    draw shifts them), then scaled to the image size as a resize would.
+    """
+    rng = np.random.default_rng([seed, _STREAM_INTRINSICS])
+    focal = float(rng.uniform(*FOCAL_RANGE_PX))
+    full = PinholeCamera(focal, focal, float(rng.uniform(*PRINCIPAL_X_RANGE_PX)),
+                         float(rng.uniform(*PRINCIPAL_Y_RANGE_PX)), KITTI_CAMERA.width,
+                         KITTI_CAMERA.height)
+    return full if (width, height) == (full.width, full.height) else full.resized(width, height)
 
 
 def _start_time_s(date: str, drive: int) -> float:
@@ -137,10 +167,14 @@ def plan_drive(num_frames: int, seed: int = 0, width: int = 1242, height: int = 
     trajectory = Trajectory.generate(seed)
     times = np.arange(num_frames) * FRAME_PERIOD_S
     travel = trajectory.speed_mps * times[-1]
-    scene = StreetScene.generate(seed, x_min_m=-40.0, x_max_m=travel + VIEW_DISTANCE_M,
+    # Traffic moves: more street at both ends, so oncoming cars keep coming into view ahead
+    # and faster ones from behind for the whole drive. Ego-lane cars start beyond where the
+    # ego ends and never reverse (procedural._add_lane_cars): it never reaches one.
+    reach = TRAFFIC_SPEED_RANGE_MPS[1] * times[-1]
+    scene = StreetScene.generate(seed, x_min_m=-40.0 - reach,
+                                 x_max_m=travel + VIEW_DISTANCE_M + reach,
                                  ego_lane_clear_until_m=travel + 10.0)
-    camera = KITTI_CAMERA if (width, height) == (KITTI_CAMERA.width, KITTI_CAMERA.height) \
-        else KITTI_CAMERA.resized(width, height)
+    camera = drive_camera(seed, width, height)
     return DrivePlan(scene, camera, trajectory, tuple(trajectory.pose(t) for t in times),
                      _start_time_s(date, drive) + times)
 
@@ -258,6 +292,8 @@ def _render_one(work: Path, plan: DrivePlan, calibs: dict, outputs: _Outputs,
                 index: int) -> None:
     """Render and write every per-frame file of frame ``index``."""
     pose = plan.poses[index]
+    # The cameras fire when the velodyne faces forward, at the frame time: both see this.
+    scene = plan.scene_at(index)
     name = kitti.frame_name(index)
     cam_calib = calibs["calib_cam_to_cam.txt"]
     cams = [(CAMERA_INDEX, pose, index)]
@@ -266,22 +302,25 @@ def _render_one(work: Path, plan: DrivePlan, calibs: dict, outputs: _Outputs,
                                                             RIGHT_CAMERA_INDEX),
                      _RIGHT_NOISE_OFFSET + index))
     for cam_index, cam_pose, noise_seed in cams:
-        rgb, depth = render_frame(plan.scene, cam_pose, plan.camera, noise_seed=noise_seed)
+        rgb, depth = render_frame(scene, cam_pose, plan.camera, noise_seed=noise_seed)
         cam = f"image_{cam_index:02d}"
         kitti.write_rgb_png(work / cam / "data" / f"{name}.png", rgb)
         kitti.write_depth_png(work / "proj_depth" / "groundtruth" / cam / f"{name}.png", depth)
     if not outputs.lidar:
         return
     if outputs.motion_skew:
-        # One pose per sector at its firing time: the sweep starts behind the car half a
-        # period before the frame time and faces forward at it.
+        # One pose and scene time per sector at its firing time: the sweep starts behind the
+        # car half a period before the frame time and faces forward at it.
         fractions = (np.arange(SKEW_SECTORS) + 0.5) / SKEW_SECTORS - 0.5
+        sector_times = plan.times_s[index] + fractions * SWEEP_PERIOD_S
         velo_to_world = np.stack([
-            rig.sensor_to_world(plan.trajectory.pose(plan.times_s[index] + f * SWEEP_PERIOD_S),
-                                CAMERA_INDEX, "velo") for f in fractions])
+            rig.sensor_to_world(plan.trajectory.pose(t), CAMERA_INDEX, "velo")
+            for t in sector_times])
+        scan = cast_lidar(plan.scene, velo_to_world, outputs.lidar_model, noise_seed=index,
+                          sector_times_s=sector_times)
     else:
         velo_to_world = rig.sensor_to_world(pose, CAMERA_INDEX, "velo")
-    scan = cast_lidar(plan.scene, velo_to_world, outputs.lidar_model, noise_seed=index)
+        scan = cast_lidar(scene, velo_to_world, outputs.lidar_model, noise_seed=index)
     kitti.write_velodyne_bin(work / "velodyne_points" / "data" / f"{name}.bin", scan.points)
     velo_to_cam = rig.velo_to_cam_matrix()
     for cam_index, _, _ in cams:
@@ -296,6 +335,9 @@ def _render_into(work: Path, plan: DrivePlan, calibs: dict, outputs: _Outputs,
                  progress: bool, threads: int) -> None:
     for file_name, calib in calibs.items():
         kitti.write_calib_file(work / file_name, calib)
+    # Project the LiDAR through the files as written (7 significant digits), so velodyne_raw
+    # is exactly what a reader of this drive's calibration gets from its scans.
+    calibs = {file_name: kitti.read_calib_file(work / file_name) for file_name in calibs}
     bar = tqdm(total=len(plan.poses), disable=not progress,
                desc=f"synthetic {work.name.split('.')[1]}", unit="frame")
     # Frames are independent and numpy drops the GIL in the large array operations that
@@ -366,7 +408,8 @@ def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: i
     the moving car instead and leaves it uncompensated, as KITTI's raw scans are (points a
     sweep apart, behind the car, disagree by the distance driven in 0.1 s). ``threads``
     frames are rendered at once (default: up to two, as cores allow; the output does not
-    depend on it).
+    depend on it). The cameras and the velodyne see a frame's scene at the frame time, when
+    the velodyne faces forward (with motion skew, each of its sectors at its own time).
     The drive is built in a hidden directory beside it and renamed into place when complete;
     a complete drive with the same parameters is returned without rendering anything.
     """

@@ -206,22 +206,33 @@ def _sweep_sector(scene: StreetScene, velo_to_world: np.ndarray, model: LidarMod
 
 
 def cast_lidar(scene: StreetScene, velo_to_world: np.ndarray, model: LidarModel | None = None,
-               *, noise_seed: int = 0) -> LidarScan:
+               *, noise_seed: int = 0, sector_times_s: np.ndarray | None = None) -> LidarScan:
     """Sweep the LiDAR once through ``scene``.
 
     ``velo_to_world`` is the sensor's 4×4 pose, or K×4×4 poses for K equal azimuth sectors in
     firing order: then each sector is cast from its own pose and its points are written in
     that pose's frame, uncompensated, as a moving velodyne records them (KITTI's raw scans).
+    ``sector_times_s`` (K, optional) gives each sector's scene time: it is cast through
+    ``scene.at_time(t)``, so moving cars are skewed too. Without it every sector sees
+    ``scene`` as it is.
     """
     model = model or LidarModel()
     poses = np.asarray(velo_to_world, np.float64).reshape(-1, 4, 4)
     ncol = model.num_columns
     if len(poses) > ncol:
         raise ValueError(f"{len(poses)} sector poses for only {ncol} columns")
+    if sector_times_s is None:
+        scenes = [scene] * len(poses)
+    else:
+        times = np.asarray(sector_times_s, np.float64).reshape(-1)
+        if len(times) != len(poses):
+            raise ValueError(f"{len(times)} sector times for {len(poses)} sector poses")
+        scenes = [scene.at_time(float(t)) for t in times]
     local_dirs = model.unit_directions()
     bounds = np.linspace(0, ncol, len(poses) + 1).round().astype(int)
-    parts = [_sweep_sector(scene, pose, model, local_dirs, int(first), int(stop))
-             for pose, first, stop in zip(poses, bounds[:-1], bounds[1:], strict=True)]
+    parts = [_sweep_sector(sector_scene, pose, model, local_dirs, int(first), int(stop))
+             for sector_scene, pose, first, stop
+             in zip(scenes, poses, bounds[:-1], bounds[1:], strict=True)]
     beam, column, t, reflectance = (np.concatenate(x) for x in zip(*parts, strict=True))
     # Firing order (column by column, each column's beams top to bottom) before the random
     # draws, so they do not depend on how the sweep was split.

@@ -1,6 +1,6 @@
 """Procedural street content from a seed: cross-section, lighting, and per 60 m block the
 buildings (a frontage row and a taller row behind), parked and moving-lane cars, street lamps
-and signs.
+and signs; then its trees, hedges, fences and far tree line (``greenery.py``).
 
 Each block draws from its own random stream, so the content at a given x depends only on the
 seed, not on how long a piece of street was asked for.
@@ -12,6 +12,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from depth_ros.synthetic.greenery import add_block_greenery
+from depth_ros.synthetic.materials import facade_pattern
 from depth_ros.synthetic.scene import (
     BoxKind,
     Lighting,
@@ -22,10 +24,16 @@ from depth_ros.synthetic.scene import (
 )
 
 BLOCK_LENGTH_M = 60.0
-# Random streams below a seed (scene.STREAM_NOISE is 2), so one never shifts another.
+# Random streams below a seed (scene.STREAM_NOISE is 2; render, lidar and drive use 4–7
+# and 9), so one never shifts another.
 _STREAM_LAYOUT = 1
 _STREAM_BLOCK = 3
+_STREAM_TRAFFIC = 8
+_STREAM_GREENERY = 10
 _BLOCK_INDEX_OFFSET = 1 << 20  # SeedSequence takes non-negative entropy only
+# Lane traffic: 18–50 km/h, urban; a lane is a stopped queue with this probability.
+TRAFFIC_SPEED_RANGE_MPS = (5.0, 14.0)
+_QUEUED_LANE_PROBABILITY = 0.2
 
 _FACADE_COLOURS = np.array([
     (0.80, 0.72, 0.58), (0.88, 0.85, 0.75), (0.60, 0.30, 0.22), (0.45, 0.25, 0.20),
@@ -37,6 +45,8 @@ _CAR_COLOURS = np.array([
     (0.70, 0.10, 0.10), (0.15, 0.25, 0.60), (0.10, 0.12, 0.30), (0.15, 0.35, 0.20),
     (0.90, 0.75, 0.15), (0.75, 0.68, 0.55), (0.85, 0.40, 0.10),
 ])
+# Which façade colours are laid in brick (red, dark and light red, brown); the rest plaster.
+_FACADE_BRICK = np.isin(np.arange(len(_FACADE_COLOURS)), [2, 3, 8, 9])
 # Real traffic is mostly white, grey and black.
 _CAR_COLOUR_WEIGHTS = np.array([4, 4, 4, 3, 1.5, 1.5, 1, 1, 0.5, 1, 0.5])
 _SIGN_COLOURS = np.array([(0.10, 0.25, 0.70), (0.80, 0.10, 0.10), (0.95, 0.80, 0.10),
@@ -54,18 +64,20 @@ class _BoxList:
 
     def add(self, lo: tuple[float, float, float], hi: tuple[float, float, float],
             kind: BoxKind, colour: np.ndarray, detail: np.ndarray = (0.0, 0.0, 0.0),
-            pattern: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)) -> None:
-        self.rows.append((lo, hi, int(kind), colour, detail, pattern))
+            pattern: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0), *,
+            velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+        self.rows.append((lo, hi, int(kind), colour, detail, pattern, velocity))
 
     def arrays(self) -> dict[str, np.ndarray]:
         if not self.rows:
             return empty_boxes()
-        lo, hi, kind, colour, detail, pattern = zip(*self.rows, strict=True)
+        lo, hi, kind, colour, detail, pattern, velocity = zip(*self.rows, strict=True)
         return {"min": np.array(lo, np.float64), "max": np.array(hi, np.float64),
                 "kind": np.array(kind, np.int8),
                 "colour": np.clip(np.array(colour, np.float32), 0, 1),
                 "detail": np.clip(np.array(detail, np.float32), 0, 1),
-                "pattern": np.array(pattern, np.float32)}
+                "pattern": np.array(pattern, np.float32),
+                "velocity": np.array(velocity, np.float64)}
 
 
 def generate_street(seed: int, x_min_m: float = -40.0, x_max_m: float = 400.0,
@@ -81,6 +93,7 @@ def generate_street(seed: int, x_min_m: float = -40.0, x_max_m: float = 400.0,
         raise ValueError(f"empty street extent [{x_min_m}, {x_max_m}]")
     rng = np.random.default_rng([seed, _STREAM_LAYOUT])
     layout = _random_layout(rng)
+    layout = replace(layout, lane_speeds_mps=_lane_speeds(seed, layout.num_lanes))
     scene = StreetScene(seed, layout, _random_lighting(rng), noise_tile(seed))
     clear_until = x_min_m if ego_lane_clear_until_m is None else ego_lane_clear_until_m
     boxes = _BoxList()
@@ -88,13 +101,23 @@ def generate_street(seed: int, x_min_m: float = -40.0, x_max_m: float = 400.0,
     last = int(np.ceil(x_max_m / BLOCK_LENGTH_M))
     for block in range(first, last):
         block_rng = np.random.default_rng([seed, _STREAM_BLOCK, block + _BLOCK_INDEX_OFFSET])
+        start = len(boxes.rows)
         _populate_block(boxes, block_rng, layout, block * BLOCK_LENGTH_M, clear_until)
+        # Trees, hedges and fences fit around the block's buildings and poles, from a stream
+        # of their own so that the rest of the block does not depend on them.
+        placed = {k: v[start:] for k, v in boxes.arrays().items()}
+        green_rng = np.random.default_rng([seed, _STREAM_GREENERY,
+                                           block + _BLOCK_INDEX_OFFSET])
+        add_block_greenery(boxes, green_rng, layout, block * BLOCK_LENGTH_M,
+                           (block + 1) * BLOCK_LENGTH_M,
+                           (_building_line_m(layout, -1), _building_line_m(layout, 1)), placed)
     arrays = boxes.arrays()
     # Whole blocks were generated; drop what lies entirely outside the asked extent.
     keep = (arrays["max"][:, 0] >= x_min_m) & (arrays["min"][:, 0] <= x_max_m)
     return replace(scene, box_min=arrays["min"][keep], box_max=arrays["max"][keep],
                    box_kind=arrays["kind"][keep], box_colour=arrays["colour"][keep],
-                   box_detail=arrays["detail"][keep], box_pattern=arrays["pattern"][keep])
+                   box_detail=arrays["detail"][keep], box_pattern=arrays["pattern"][keep],
+                   box_velocity=arrays["velocity"][keep])
 
 
 def _pick(rng: np.random.Generator, palette: np.ndarray, jitter: float = 0.04,
@@ -164,9 +187,12 @@ def _add_building(boxes: _BoxList, rng: np.random.Generator, xa: float, xb: floa
     floor_h = rng.uniform(2.8, 3.5)
     height = floors * floor_h + rng.uniform(0.3, 1.2)  # parapet above the top floor
     y_near, y_far = front_y, front_y + side * depth
-    colour = _pick(rng, _FACADE_COLOURS, 0.05)
+    # The same draws as _pick, keeping the palette index: brick façades come in brick colours.
+    index = rng.choice(len(_FACADE_COLOURS))
+    colour = _FACADE_COLOURS[index] + rng.uniform(-0.05, 0.05, 3)
     glass = np.array([0.12, 0.15, 0.19]) + rng.uniform(-0.04, 0.08)
-    pattern = (floor_h, rng.uniform(1.8, 3.6), rng.uniform(0.35, 0.65), rng.uniform(0.4, 0.65))
+    pattern = facade_pattern(floor_h, rng.uniform(1.8, 3.6), rng.uniform(0.35, 0.65),
+                             rng.uniform(0.4, 0.65), bool(_FACADE_BRICK[index]))
     boxes.add((xa, min(y_near, y_far), 0.0), (xb, max(y_near, y_far), height),
               BoxKind.BUILDING, colour, glass, pattern)
 
@@ -197,8 +223,9 @@ def _add_buildings(boxes: _BoxList, rng: np.random.Generator, layout: StreetLayo
 
 
 def _car_boxes(boxes: _BoxList, rng: np.random.Generator, x_centre: float, y_centre: float,
-               facing: int) -> None:
-    """A car as a body box and a cabin box; ``facing`` = +1 for a car pointing along +x."""
+               facing: int, velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+    """A car as a body box and a cabin box (moving together at ``velocity``, m/s);
+    ``facing`` = +1 for a car pointing along +x."""
     kind = rng.choice(3, p=[0.65, 0.25, 0.10])  # saloon/hatchback, SUV, van
     length, width, height, body_top, front_frac, rear_frac = {
         0: (rng.uniform(3.8, 4.9), rng.uniform(1.70, 1.85), rng.uniform(1.40, 1.50),
@@ -213,12 +240,12 @@ def _car_boxes(boxes: _BoxList, rng: np.random.Generator, x_centre: float, y_cen
     ya, yb = y_centre - width / 2, y_centre + width / 2
     pattern = (float(facing), length, 0.0, 0.0)
     boxes.add((xa, ya, 0.0), (xb, yb, body_top), BoxKind.CAR_BODY, colour,
-              (0.05, 0.05, 0.05), pattern)
+              (0.05, 0.05, 0.05), pattern, velocity=velocity)
     front, rear = front_frac * length, rear_frac * length
     ca, cb = (xa + rear, xb - front) if facing > 0 else (xa + front, xb - rear)
     glass = np.array([0.10, 0.12, 0.15]) + rng.uniform(0, 0.06)
     boxes.add((ca, ya + 0.1, body_top), (cb, yb - 0.1, height), BoxKind.CAR_CABIN, colour,
-              glass, pattern)
+              glass, pattern, velocity=velocity)
 
 
 def _add_parked_cars(boxes: _BoxList, rng: np.random.Generator, layout: StreetLayout,
@@ -238,18 +265,36 @@ def _add_parked_cars(boxes: _BoxList, rng: np.random.Generator, layout: StreetLa
         x += slot
 
 
+def _lane_speeds(seed: int, num_lanes: int) -> tuple[float, ...]:
+    """Traffic speed of each lane (m/s along its direction), from the seed's own stream."""
+    rng = np.random.default_rng([seed, _STREAM_TRAFFIC])
+    speeds = rng.uniform(*TRAFFIC_SPEED_RANGE_MPS, num_lanes)
+    queued = rng.random(num_lanes) < _QUEUED_LANE_PROBABILITY
+    return tuple(float(v) for v in np.where(queued, 0.0, speeds))
+
+
 def _add_lane_cars(boxes: _BoxList, rng: np.random.Generator, layout: StreetLayout,
                    x0: float, x1: float, ego_clear_until_m: float) -> None:
+    """Cars driving (or queued) in the lanes: forward lanes along +x, oncoming ones along −x.
+
+    All cars of a lane share its speed, so their gaps never close. Ego-lane cars only start
+    beyond ``ego_clear_until_m`` and never drive backwards, so the ego never reaches one.
+    """
+    speeds = layout.lane_speeds_mps
     for lane in range(layout.num_lanes):
-        x = x0 + rng.uniform(0, 20)
+        # The first car's rear clears the previous block's last car (centre < x1 − 3 m, half
+        # length ≤ 2.75 m), so no two cars overlap across a block boundary.
+        x = x0 + rng.uniform(3, 20)
+        facing = 1 if lane < layout.forward_lanes else -1
+        speed = speeds[lane] if lane < len(speeds) else 0.0
         while x < x1 - 3.0:
-            facing = 1 if lane < layout.forward_lanes else -1
             if rng.random() < 0.5:
                 # A car in the ego lane's clear stretch (with its half length) is still drawn
                 # from the stream, then dropped: the rest of the block must not depend on it.
                 cleared = lane == layout.ego_lane and x - 3.0 <= ego_clear_until_m
                 _car_boxes(_BoxList() if cleared else boxes, rng, x,
-                           layout.lane_centre_m(lane) + rng.uniform(-0.25, 0.25), facing)
+                           layout.lane_centre_m(lane) + rng.uniform(-0.25, 0.25), facing,
+                           (facing * speed, 0.0, 0.0))
             x += rng.uniform(10, 35)
 
 

@@ -11,6 +11,7 @@ first, skipping faces whose rectangle is already entirely covered by something n
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -26,7 +27,19 @@ NEAR_M = 0.05
 # Faces whose nearest point is further than this are not drawn (fog has swallowed them).
 FAR_CULL_M = 400.0
 SENSOR_NOISE_STD = 1.6 / 255.0
+# Light lost in the image corner farthest from the principal point, relative to the centre:
+# one lens per scene (so per drive), drawn from this range; a mild, KITTI-like darkening.
+VIGNETTING_RANGE = (0.10, 0.25)
+# Auto-exposure aims the frame's mean luminance (after vignetting) at this and corrects by
+# (target / mean) ** AE_STRENGTH within AE_GAIN_RANGE: a partial correction, so a street in
+# shadow still comes out darker than a sunlit one, as with a real camera.
+AE_TARGET_LUMINANCE = 0.35
+AE_STRENGTH = 0.5
+AE_GAIN_RANGE = (0.8, 1.25)
+# Rec. 709 luma weights of linear RGB.
+_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 _STREAM_SENSOR = 4
+_STREAM_LENS = 10
 
 # Face corners in (normal axis, first in-plane axis, second in-plane axis) order.
 _QUAD = np.array([[0, 0], [1, 0], [1, 1], [0, 1]])
@@ -165,28 +178,72 @@ def _intersect_face(depth: np.ndarray, face: np.ndarray, dirs: tuple[np.ndarray,
 
 
 def render_frame(scene: StreetScene, pose: CameraPose, camera: PinholeCamera, *,
-                 noise_seed: int = 0, max_depth_m: float = MAX_DEPTH_M
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 noise_seed: int = 0, max_depth_m: float = MAX_DEPTH_M,
+                 cast_shadows: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Render one frame: (RGB uint8 H×W×3, depth float32 H×W metres).
 
     Depth is the exact z-depth along the optical axis; NaN where the ray sees sky or where the
     surface is further than ``max_depth_m`` (default 200 m; KITTI's PNGs hold < 256 m).
     ``noise_seed`` selects the sensor noise so that a sequence's frames differ in noise but
-    every run of it is identical.
+    every run of it is identical. ``cast_shadows=False`` leaves out the boxes' shadows (the
+    depth is the same either way).
     """
     hits = cast_rays(scene, pose, camera)
-    linear = materials.shade(scene, pose, camera, hits)
+    linear = materials.shade(scene, pose, camera, hits, cast_shadows)
     rng = np.random.default_rng([scene.seed, _STREAM_SENSOR, noise_seed])
-    rgb = _sensor(linear, rng)
+    rgb = _sensor(linear, rng, vignetting(camera, corner_falloff_of(scene)))
     depth = hits.depth.copy()
     depth[~(depth <= max_depth_m)] = np.nan
     return rgb, depth
 
 
-def _sensor(linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Optics blur, exposure jitter and read noise; float RGB in [0, 1] → uint8."""
+def corner_falloff_of(scene: StreetScene) -> float:
+    """The fraction of light the scene's lens loses in the farthest image corner."""
+    return float(np.random.default_rng([scene.seed, _STREAM_LENS]).uniform(*VIGNETTING_RANGE))
+
+
+def vignetting(camera: PinholeCamera, corner_falloff: float) -> np.ndarray:
+    """Relative illumination (H×W float32, 1 at the principal point) of a lens that loses
+    ``corner_falloff`` of the light at the pixel farthest from the principal point.
+
+    The shape is the cos⁴ law's, (1 + (r/f)²)⁻², with an effective f that gives the corner
+    that loss: the bare law at KITTI's field angle would darken the corners by ~70 %, which
+    real lenses largely design out. Read-only and cached per camera.
+    """
+    if not 0 <= corner_falloff < 1:
+        raise ValueError(f"corner_falloff must be in [0, 1), got {corner_falloff}")
+    return _vignetting(float(camera.cx), float(camera.cy), int(camera.width),
+                       int(camera.height), float(corner_falloff))
+
+
+@functools.lru_cache(maxsize=8)
+def _vignetting(cx: float, cy: float, width: int, height: int, corner_falloff: float
+                ) -> np.ndarray:
+    du2 = (np.arange(width) - cx) ** 2
+    dv2 = (np.arange(height) - cy) ** 2
+    corner_r2 = max(du2[0], du2[-1]) + max(dv2[0], dv2[-1])
+    k = (1 - corner_falloff) ** -0.5 - 1
+    out = ((1 + k * (dv2[:, None] + du2[None, :]) / corner_r2) ** -2).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def auto_exposure_gain(linear: np.ndarray) -> float:
+    """The auto-exposure's gain for a linear RGB frame (H×W×3): metered on every fourth pixel
+    each way, which is plenty for a mean, and quantised like a camera's exposure steps."""
+    luminance = float((linear[::4, ::4] @ _LUMA).mean())
+    gain = (AE_TARGET_LUMINANCE / max(luminance, 1e-6)) ** AE_STRENGTH
+    return float(np.round(np.clip(gain, *AE_GAIN_RANGE) * 256) / 256)
+
+
+def _sensor(linear: np.ndarray, rng: np.random.Generator, relative_illumination: np.ndarray
+            ) -> np.ndarray:
+    """Optics blur and vignetting, auto-exposure with jitter, read noise; linear RGB in
+    [0, 1] → uint8."""
     image = cv2.GaussianBlur(linear, (3, 3), 0.55)
-    gain = np.float32(255.0 * rng.uniform(0.95, 1.05))
+    # Vignetting acts on the light reaching the sensor: before exposure and noise.
+    image *= relative_illumination[..., None]
+    gain = np.float32(255.0 * rng.uniform(0.95, 1.05) * auto_exposure_gain(image))
     image *= gain
     image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(
         SENSOR_NOISE_STD * 255.0)

@@ -26,6 +26,9 @@ class BoxKind(IntEnum):
     CAR_CABIN = 2
     POLE = 3
     SIGN = 4
+    FOLIAGE = 5  # tree crowns, hedges and the distant tree line
+    TRUNK = 6
+    FENCE = 7
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class StreetLayout:
     sidewalk_rgb: tuple[float, float, float] = (0.62, 0.62, 0.60)
     verge_rgb: tuple[float, float, float] = (0.30, 0.42, 0.18)
     tile_m: float = 0.5
+    # Traffic speed of each lane along its direction of travel (m/s, 0 for a queue); one
+    # speed per lane, so cars in a lane never run into each other. Missing lanes stand still.
+    lane_speeds_mps: tuple[float, ...] = ()
 
     @property
     def road_right_m(self) -> float:
@@ -87,7 +93,7 @@ def empty_boxes() -> dict[str, np.ndarray]:
     """Zero-length box arrays of the right shapes and dtypes, keyed like ``StreetScene``'s."""
     return {"min": np.zeros((0, 3)), "max": np.zeros((0, 3)), "kind": np.zeros(0, np.int8),
             "colour": np.zeros((0, 3), np.float32), "detail": np.zeros((0, 3), np.float32),
-            "pattern": np.zeros((0, 4), np.float32)}
+            "pattern": np.zeros((0, 4), np.float32), "velocity": np.zeros((0, 3))}
 
 
 def noise_tile(seed: int, size: int = NOISE_TILE_SIZE) -> np.ndarray:
@@ -107,8 +113,10 @@ class StreetScene:
     """A street: layout, lighting, noise texture and N axis-aligned boxes (world metres).
 
     Box arrays: ``box_min``/``box_max`` N×3, ``box_kind`` N (``BoxKind``), ``box_colour`` N×3
-    (base albedo in [0, 1]), ``box_detail`` N×3 (window glass, tyres, sign border) and
-    ``box_pattern`` N×4 (per-kind parameters, see ``materials.py``).
+    (base albedo in [0, 1]), ``box_detail`` N×3 (window glass, tyres, sign border),
+    ``box_pattern`` N×4 (per-kind parameters, see ``materials.py``) and ``box_velocity`` N×3
+    (m/s, world frame; zero for static boxes). The box coordinates are those at scene time 0;
+    ``at_time`` moves the moving ones.
     """
 
     seed: int
@@ -121,11 +129,15 @@ class StreetScene:
     box_colour: np.ndarray = field(default_factory=lambda: empty_boxes()["colour"])
     box_detail: np.ndarray = field(default_factory=lambda: empty_boxes()["detail"])
     box_pattern: np.ndarray = field(default_factory=lambda: empty_boxes()["pattern"])
+    box_velocity: np.ndarray | None = None  # None: all static (zeros of the right shape)
 
     def __post_init__(self) -> None:
         n = len(self.box_min)
+        if self.box_velocity is None:
+            # Frozen: set through object's own setattr, once, before anyone sees the scene.
+            object.__setattr__(self, "box_velocity", np.zeros((n, 3)))
         shapes = {"box_max": (n, 3), "box_kind": (n,), "box_colour": (n, 3),
-                  "box_detail": (n, 3), "box_pattern": (n, 4)}
+                  "box_detail": (n, 3), "box_pattern": (n, 4), "box_velocity": (n, 3)}
         for name, shape in shapes.items():
             if np.shape(getattr(self, name)) != shape:
                 raise ValueError(f"{name} has shape {np.shape(getattr(self, name))}, "
@@ -138,6 +150,23 @@ class StreetScene:
         """Number of boxes in the scene."""
         return len(self.box_min)
 
+    @property
+    def moving(self) -> np.ndarray:
+        """Boolean mask (N) of the boxes with a non-zero velocity."""
+        return np.any(self.box_velocity != 0, axis=1)
+
+    def at_time(self, time_s: float) -> StreetScene:
+        """The scene ``time_s`` seconds after time 0: every box moved by velocity · time.
+
+        Static boxes keep their arrays; a scene without moving boxes (or time 0) is returned
+        as it is, so static streets cost nothing.
+        """
+        if time_s == 0 or not np.any(self.box_velocity):
+            return self
+        shift = self.box_velocity * float(time_s)
+        # Velocities stay: the result is a time-0 scene of its own, at_time composes.
+        return replace(self, box_min=self.box_min + shift, box_max=self.box_max + shift)
+
     @classmethod
     def empty(cls, seed: int = 0, layout: StreetLayout | None = None,
               lighting: Lighting | None = None) -> StreetScene:
@@ -148,9 +177,11 @@ class StreetScene:
                    kind: BoxKind | np.ndarray = BoxKind.BUILDING,
                    colour: np.ndarray | tuple[float, float, float] = (0.7, 0.7, 0.7),
                    detail: np.ndarray | tuple[float, float, float] = (0.15, 0.18, 0.22),
-                   pattern: np.ndarray | tuple[float, ...] = (3.0, 2.5, 0.5, 0.5)
+                   pattern: np.ndarray | tuple[float, ...] = (3.0, 2.5, 0.5, 0.5),
+                   velocity: np.ndarray | tuple[float, float, float] = (0.0, 0.0, 0.0)
                    ) -> StreetScene:
-        """A copy with more boxes appended; per-box fields broadcast over the new boxes."""
+        """A copy with more boxes appended; per-box fields broadcast over the new boxes
+        (``velocity`` in m/s, static by default)."""
         new_min = np.atleast_2d(np.asarray(box_min, dtype=np.float64))
         n = len(new_min)
         new = {"min": new_min,
@@ -158,7 +189,8 @@ class StreetScene:
                "kind": np.broadcast_to(np.asarray(kind, dtype=np.int8), (n,)),
                "colour": np.broadcast_to(np.asarray(colour, dtype=np.float32), (n, 3)),
                "detail": np.broadcast_to(np.asarray(detail, dtype=np.float32), (n, 3)),
-               "pattern": np.broadcast_to(np.asarray(pattern, dtype=np.float32), (n, 4))}
+               "pattern": np.broadcast_to(np.asarray(pattern, dtype=np.float32), (n, 4)),
+               "velocity": np.broadcast_to(np.asarray(velocity, dtype=np.float64), (n, 3))}
         return replace(
             self,
             box_min=np.concatenate([self.box_min, new["min"]]),
@@ -166,7 +198,8 @@ class StreetScene:
             box_kind=np.concatenate([self.box_kind, new["kind"]]),
             box_colour=np.concatenate([self.box_colour, new["colour"]]),
             box_detail=np.concatenate([self.box_detail, new["detail"]]),
-            box_pattern=np.concatenate([self.box_pattern, new["pattern"]]))
+            box_pattern=np.concatenate([self.box_pattern, new["pattern"]]),
+            box_velocity=np.concatenate([self.box_velocity, new["velocity"]]))
 
     @classmethod
     def generate(cls, seed: int, x_min_m: float = -40.0, x_max_m: float = 400.0,
