@@ -6,7 +6,8 @@ Sizes are rounded to each model's stride (a ViT with 14-pixel patches runs 1218Ã
 multiply-accumulate of convolutions and matrix products; attention counted on its plain path,
 which the counter can see into). Latency is the median of
 ``--repeats`` runs of an ONNX export (dynamo exporter, opset 18) on ``--threads`` threads.
-Run: .venv/bin/python bench/models.py [--models NAME ...] [--repeats N] [--threads N]
+Run: .venv/bin/python bench/models.py [--models NAME[:key=value,...] ...] [--repeats N]
+[--threads N]; e.g. ``--models depth_anything_v2:encoder=vits`` for another size of a model.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ SIZES = ((352, 1216), (518, 518))
 
 def _round(size: tuple[int, int], stride: int) -> tuple[int, int]:
     return tuple(max(stride, int(round(v / stride)) * stride) for v in size)
+
+
+def _parse_variant(text: str) -> tuple[str, dict[str, object]]:
+    """``name`` or ``name:key=value,key=value`` (values parsed as YAML scalars)."""
+    import yaml
+
+    name, _, args = text.partition(":")
+    kwargs = {}
+    for item in filter(None, args.split(",")):
+        key, _, value = item.partition("=")
+        kwargs[key] = yaml.safe_load(value)
+    return name, kwargs
 
 
 def _inputs(model: torch.nn.Module, height: int, width: int) -> tuple[torch.Tensor, ...]:
@@ -80,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'ms 1216x352':>13}{'ms 518x518':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            model = create_model(name).eval()
+            base, kwargs = _parse_variant(name)
+            model = create_model(base, **kwargs).eval()
             stride = int(getattr(model, "stride", 32))
             params = sum(p.numel() for p in model.parameters()) / 1e6
             row = [f"{name:<28}{params:>10.2f}"]
@@ -88,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 inputs = _inputs(model, *_round(size, stride))
                 if i == 0:
                     row.append(f"{_gflops(model, inputs):>17.1f}")
-                ms = _onnx_ms(model, inputs, Path(tmp) / f"{name}_{i}.onnx", args.repeats,
+                ms = _onnx_ms(model, inputs, Path(tmp) / f"model_{i}.onnx", args.repeats,
                               args.threads)
                 row.append(f"{ms:>{13 if i == 0 else 12}.1f}")
             print("".join(row), flush=True)
