@@ -160,3 +160,20 @@ def test_metadata_validation(change: dict, message: str) -> None:
 def test_metadata_from_dict_rejects_malformed_values(key: str, value: str) -> None:
     with pytest.raises(MetadataError, match=key):
         ModelMetadata.from_dict({**META.to_dict(), key: value})
+
+
+def test_checkpoint_with_missing_or_extra_keys_lists_them() -> None:
+    from depth_ros.models.checkpoints import CheckpointError, model_from_checkpoint
+
+    model = create_model("mono_cnn", **TINY)
+    meta = ModelMetadata(architecture="mono_cnn", kind="mono", output="metric", stride=32,
+                         train_input_height=64, train_input_width=128, min_depth_m=0.1,
+                         max_depth_m=80.0, train_focal_px=100.0, train_data="test",
+                         model_kwargs=TINY)
+    state = dict(model.state_dict())
+    state.pop("head.conv.bias")
+    state["head.extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as info:
+        model_from_checkpoint({"state_dict": state, "metadata": meta.to_dict()})
+    message = str(info.value)
+    assert "head.conv.bias" in message and "head.extra.weight" in message
