@@ -33,7 +33,8 @@ setup(
     ],
     extras_require={
         "torch": ["torch>=2.1,<3"],
-        "train": ["torch>=2.1,<3", "onnx>=1.15", "onnxscript>=0.1", "h5py>=3"],
+        "train": ["torch>=2.1,<3", "onnx>=1.15", "onnxscript>=0.1", "h5py>=3",
+                  "tensorboard>=2.10"],
         "bags": ["rosbags>=0.10"],
     },
     zip_safe=True,

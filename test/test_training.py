@@ -22,6 +22,7 @@ from depth_ros.kitti import (
     write_rgb_png,
     write_timestamps,
 )
+from depth_ros.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # training/ runs from the repository root; it is not installed
@@ -43,7 +44,7 @@ from training.datasets import (  # noqa: E402
     load_frames,
 )
 from training.losses import SiLogLoss, silog_loss  # noqa: E402
-from training.optim import lr_factor  # noqa: E402
+from training.optim import build_optimizer, lr_factor, set_lr  # noqa: E402
 from training.trainer import Trainer, TrainingDivergedError  # noqa: E402
 
 KITTI = PinholeCamera(721.5377, 721.5377, 609.5593, 172.854, 1242, 375)
@@ -155,6 +156,10 @@ def test_config_file_round_trip(tmp_path: Path) -> None:
     ("optim.lr=fast", "optim.lr must be float, got str"),
     ("batch_size=true", "batch_size must be int, got bool"),
     ("optim.schedule=step", "optim.schedule must be cosine or poly"),
+    ("device=tpu", "device must be auto or cuda or cpu"),
+    ("amp=3", "amp must be bool, got int"),
+    ("optim.accumulate_steps=0", "optim.accumulate_steps must be at least 1"),
+    ("optim.ema_decay=1.0", r"optim.ema_decay must be in \[0, 1\)"),
     ("data.synthetic=5", "data.synthetic must be a mapping"),
     ("epochs", "is not key=value"),
 ])
@@ -179,6 +184,20 @@ def test_overlapping_train_and_val_seeds_are_refused() -> None:
 def test_lr_schedule(schedule: str, step: int, expected: float) -> None:
     config = OptimConfig(warmup_steps=10, schedule=schedule, poly_power=1.0, min_lr_ratio=0.01)
     assert lr_factor(step, 100, config) == pytest.approx(expected)
+
+
+def test_backbone_learning_rate_factor() -> None:
+    model = create_model("mono_cnn", base_channels=8)
+    optimizer = build_optimizer(model, OptimConfig(backbone_lr_factor=0.1))
+    set_lr(optimizer, 2e-3)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    names = [name for name, _ in model.named_parameters()]
+    assert any(n.startswith("encoder.") for n in names)
+    assert not all(n.startswith("encoder.") for n in names)
+    for name, param in model.named_parameters():
+        assert lr_of[id(param)] == pytest.approx(2e-4 if name.startswith("encoder.") else 2e-3)
+    # Without a factor: the two groups (decay, no decay) checkpoints have always had.
+    assert len(build_optimizer(model, OptimConfig()).param_groups) == 2
 
 
 def test_epoch_sampler_resumes_part_way() -> None:
@@ -261,6 +280,8 @@ def test_train_then_resume(tiny_run: Path) -> None:
     (["optim.lrr=1"], "unknown config key optim.lrr"),
     (["data.root=/nonexistent/depth_ros"], "train data: no KITTI drives"),
     (["--resume", "/nonexistent/last.pt"], "checkpoint not found"),
+    pytest.param(["device=cuda"], "device=cuda but torch sees no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")),
 ])
 def test_train_fails_with_one_line(tiny_run: Path, args: list[str], message: str) -> None:
     result = run_train("--config", str(tiny_run / "tiny.yaml"), *args)

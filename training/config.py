@@ -53,6 +53,7 @@ class DataConfig:
     zero_depth_is_far: bool = False
     load_threads: int = 2  # threads decoding and resizing PNGs at start-up
     render_workers: int = 2  # processes rendering synthetic drives
+    num_workers: int = 0  # DataLoader worker processes (augmentation); 0: in the trainer
 
 
 @dataclass
@@ -67,7 +68,8 @@ class AugmentConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with a linear warm-up, then cosine or polynomial decay."""
+    """AdamW with a linear warm-up, then cosine or polynomial decay; optional gradient
+    accumulation, a lower backbone learning rate and an EMA of the weights."""
 
     lr: float = 1e-3
     weight_decay: float = 1e-2
@@ -76,6 +78,13 @@ class OptimConfig:
     poly_power: float = 0.9
     min_lr_ratio: float = 0.01  # final lr as a fraction of lr
     grad_clip_norm: float = 5.0  # 0 disables clipping
+    # Micro-batches of batch_size per optimiser step: the effective batch is
+    # batch_size × accumulate_steps × the number of processes.
+    accumulate_steps: int = 1
+    # lr of the backbone (parameters under encoder. or pretrained.) as a fraction of lr.
+    backbone_lr_factor: float = 1.0
+    # > 0: validate, deploy and checkpoint an exponential moving average of the weights.
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -95,10 +104,17 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 10
     max_steps: int = 0  # > 0: stop after this many steps (overrides epochs)
-    batch_size: int = 8
+    batch_size: int = 8  # per process and micro-batch (see optim.accumulate_steps)
     num_threads: int = 0  # torch intra-op threads, 0 = torch's default
-    log_every: int = 20  # steps between progress-bar updates of the loss
-    checkpoint_every: int = 500  # steps between checkpoints besides each epoch's end
+    device: str = "auto"  # auto (CUDA when available) | cuda | cpu
+    amp: bool = True  # mixed precision on CUDA (autocast + GradScaler); CPU runs are fp32
+    amp_dtype: str = "float16"  # float16 | bfloat16
+    ddp_find_unused_parameters: bool = False  # for models with parameters a step can skip
+    log_every: int = 20  # steps between progress-bar and TensorBoard updates of the loss
+    tensorboard: bool = True  # scalars and image panels under <run dir>/tensorboard
+    checkpoint_every: int = 500  # steps between step_XXXXXXX.pt checkpoints (0: none)
+    keep_checkpoints: int = 3  # newest step_XXXXXXX.pt files kept; 0 keeps all
+    auto_resume: bool = False  # continue from the newest complete checkpoint in the run dir
     version: str = "1"
     train_data: str = ""  # recorded in the model metadata; empty: described from data
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -109,12 +125,20 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Checks across fields that the types alone do not express."""
-        if self.optim.schedule not in ("cosine", "poly"):
-            raise ConfigError(f"optim.schedule must be cosine or poly, got "
-                              f"{self.optim.schedule!r}")
-        for key in ("epochs", "batch_size", "log_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        for key, allowed in (("optim.schedule", ("cosine", "poly")),
+                             ("device", ("auto", "cuda", "cpu")),
+                             ("amp_dtype", ("float16", "bfloat16"))):
+            value = self._get(key)
+            if value not in allowed:
+                raise ConfigError(f"{key} must be {' or '.join(allowed)}, got {value!r}")
+        for key, low in (("epochs", 1), ("batch_size", 1), ("log_every", 1),
+                         ("optim.accumulate_steps", 1), ("checkpoint_every", 0),
+                         ("keep_checkpoints", 0), ("data.num_workers", 0),
+                         ("optim.backbone_lr_factor", 0)):
+            if self._get(key) < low:
+                raise ConfigError(f"{key} must be at least {low}, got {self._get(key)}")
+        if not 0.0 <= self.optim.ema_decay < 1.0:
+            raise ConfigError(f"optim.ema_decay must be in [0, 1), got {self.optim.ema_decay}")
         if self.data.input_height < 1 or self.data.input_width < 1:
             raise ConfigError("data.input_height and data.input_width must be positive")
         train, val = self.data.synthetic, self.data.val_synthetic
@@ -126,6 +150,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML- and checkpoint-safe)."""
         return dataclasses.asdict(self)
+
+    def _get(self, dotted: str) -> Any:
+        value: Any = self
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
 
 
 def _overlap(a: SyntheticSplit, b: SyntheticSplit) -> bool:

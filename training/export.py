@@ -1,14 +1,24 @@
 """Export a checkpoint to one self-contained ONNX file and verify it.
 
     python training/export.py --checkpoint runs/<name>/best.pt --output model.onnx \
-        [--height H --width W] [--check-size HxW ...] [--no-release-checkpoint]
+        [--height H --width W] [--check-size HxW ...] [--no-release-checkpoint] \
+        [--tensorrt fp16|int8|fp32 [--min-size HxW --opt-size HxW --max-size HxW] \
+         [--max-batch N] [--calibration-data DIR --calibration-frames N] [--engine-cache DIR]]
 
-The graph has input ``image`` (N×3×H×W, RGB in [0, 1]) and output ``depth`` (or
-``inverse_depth`` for relative models), dynamic batch, height and width (multiples of the
-stride), opset 18, the ``ModelMetadata`` in ``metadata_props``. It must pass
+The graph has input ``image`` (N×3×H×W, RGB in [0, 1]) — fusion models also ``sparse_depth``
+(N×1×H×W metres, 0 = no LiDAR return), sharing its batch, height and width — and output
+``depth`` (or ``inverse_depth`` for relative models), dynamic batch, height and width
+(multiples of the stride), opset 18, the ``ModelMetadata`` in ``metadata_props``. It must pass
 ``onnx.checker.check_model(full_check=True)`` and match PyTorch under onnxruntime at two
-sizes. A release checkpoint (weights + metadata only) is written beside it with the same stem,
-which the torch backend of ``DepthEstimator`` looks for.
+sizes (fusion models with LiDAR-like input, ~5 % of the pixels with a return); the operators it
+uses are checked against TensorRT 10's ONNX parser. A release checkpoint (weights + metadata
+only) is written beside it with the same stem, which the torch backend of ``DepthEstimator``
+looks for.
+
+With ``--tensorrt`` a TensorRT engine is then built for this GPU (or reused from the engine
+cache, ``~/.cache/depth_ros/engines`` or ``$DEPTH_ROS_ENGINE_CACHE``) and compared with
+onnxruntime. That needs the ``tensorrt`` package and a CUDA device; without them the ONNX
+file is still written and the command fails with one line naming what is missing (exit 3).
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 from torch.export import Dim  # noqa: E402
 
+from depth_ros.inference.engine_cache import profile_for_sizes  # noqa: E402
+from depth_ros.inference.trt_ops import unsupported_onnx_ops  # noqa: E402
 from depth_ros.models import ModelMetadata  # noqa: E402
 from depth_ros.models.checkpoints import (  # noqa: E402
     CheckpointError,
@@ -41,6 +53,11 @@ LOG = logging.getLogger("depth_ros.export")
 OPSET = 18
 # Largest height and width the dynamic graph accepts, in strides (32 · 512 = 16384 pixels).
 MAX_SIZE_IN_STRIDES = 512
+# Exit code when the ONNX file was written but no TensorRT engine could be built here.
+EXIT_NO_TENSORRT = 3
+# Largest accepted max |TensorRT − onnxruntime| / max |onnxruntime| per precision (INT8:
+# reported only, its error depends on the calibration data).
+TENSORRT_TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2}
 
 
 class ExportError(RuntimeError):
@@ -52,26 +69,53 @@ def output_name(metadata: ModelMetadata) -> str:
     return "depth" if metadata.output == "metric" else "inverse_depth"
 
 
+def input_names(metadata: ModelMetadata) -> list[str]:
+    """``image``, and ``sparse_depth`` for fusion models (the I/O contract)."""
+    return ["image", "sparse_depth"] if metadata.kind == "fusion" else ["image"]
+
+
+def lidar_like_sparse_depth(batch: int, height: int, width: int, generator: torch.Generator,
+                            density: float = 0.05) -> torch.Tensor:
+    """Sparse depth as a spinning LiDAR projects it: returns (2–60 m) on ~``density`` of the
+    pixels of the lower 3/5 of the frame, none above (where the beams do not reach)."""
+    depth = 2.0 + 58.0 * torch.rand(batch, 1, height, width, generator=generator)
+    keep = torch.rand(batch, 1, height, width, generator=generator) < density / 0.6
+    keep[:, :, : (2 * height) // 5] = False
+    return depth * keep
+
+
+def example_inputs(metadata: ModelMetadata, height: int, width: int, batch: int = 1,
+                   seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the model's kind: an image in [0, 1] (+ LiDAR-like sparse depth)."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, height, width, generator=generator)
+    if metadata.kind == "fusion":
+        return image, lidar_like_sparse_depth(batch, height, width, generator)
+    return (image,)
+
+
 def export_onnx(model: torch.nn.Module, metadata: ModelMetadata, path: str | os.PathLike,
                 height: int, width: int) -> Path:
     """Trace ``model`` at height × width (multiples of the stride) and write one ONNX file
-    with dynamic batch/height/width and the metadata; returns the path."""
+    with dynamic batch/height/width (shared by all inputs) and the metadata; returns the
+    path."""
     stride = metadata.stride
     if height % stride or width % stride:
         raise ExportError(f"export size {height}x{width} must be a multiple of the stride "
                           f"{stride}")
-    if metadata.kind != "mono":
-        raise ExportError(f"exporting {metadata.kind!r} models is not supported yet")
     path = Path(path)
-    example = torch.rand(1, 3, height, width)
-    # Height and width as stride × a free integer: the graph states the stride contract.
+    names = input_names(metadata)
+    # Height and width as stride × a free integer: the graph states the stride contract. The
+    # same Dim objects for every input: image and sparse depth always share their size.
     dynamic = {0: Dim("batch", min=1, max=1024),
                2: stride * Dim("height_in_strides", min=1, max=MAX_SIZE_IN_STRIDES),
                3: stride * Dim("width_in_strides", min=1, max=MAX_SIZE_IN_STRIDES)}
     try:
-        program = torch.onnx.export(model.eval(), (example,), dynamo=True, opset_version=OPSET,
-                                    input_names=["image"], output_names=[output_name(metadata)],
-                                    dynamic_shapes={"image": dynamic}, external_data=False)
+        program = torch.onnx.export(model.eval(), example_inputs(metadata, height, width),
+                                    dynamo=True, opset_version=OPSET, input_names=names,
+                                    output_names=[output_name(metadata)],
+                                    dynamic_shapes={n: dynamic for n in names},
+                                    external_data=False)
     except Exception as exc:  # the exporter raises many types; all mean "no graph"
         raise ExportError(f"torch.onnx.export failed: {str(exc).splitlines()[0]}") from exc
     proto = program.model_proto
@@ -89,14 +133,21 @@ def export_onnx(model: torch.nn.Module, metadata: ModelMetadata, path: str | os.
 
 
 def parity(model: torch.nn.Module, onnx_path: str | os.PathLike, height: int, width: int,
-           batch: int = 1, seed: int = 0) -> tuple[float, float]:
-    """(max |onnxruntime − torch|, max relative difference) on a random batch."""
+           batch: int = 1, seed: int = 0,
+           metadata: ModelMetadata | None = None) -> tuple[float, float]:
+    """(max |onnxruntime − torch|, max relative difference) on a random batch (with
+    LiDAR-like sparse depth for fusion models; the kind is read from ``metadata``, else from
+    the model)."""
+    kind = metadata.kind if metadata is not None else getattr(model, "kind", "mono")
+    names = ["image", "sparse_depth"] if kind == "fusion" else ["image"]
     generator = torch.Generator().manual_seed(seed)
-    image = torch.rand(batch, 3, height, width, generator=generator)
+    inputs = [torch.rand(batch, 3, height, width, generator=generator)]
+    if kind == "fusion":
+        inputs.append(lidar_like_sparse_depth(batch, height, width, generator))
     with torch.no_grad():
-        expected = model.eval()(image).numpy()
+        expected = model.eval()(*inputs).numpy()
     session = ort.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"image": image.numpy()})[0]
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
     if got.shape != expected.shape:
         raise ExportError(f"onnxruntime output shape {got.shape} != torch {expected.shape} "
                           f"at {height}x{width}")
@@ -130,7 +181,77 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest accepted relative difference onnxruntime vs torch")
     parser.add_argument("--no-release-checkpoint", action="store_true",
                         help="do not write <output stem>.pt (weights + metadata)")
+    trt = parser.add_argument_group("TensorRT engine (needs the tensorrt package and a GPU)")
+    trt.add_argument("--tensorrt", choices=("fp16", "int8", "fp32"), default=None,
+                     help="also build (or reuse from the cache) a TensorRT engine")
+    trt.add_argument("--opt-size", type=parse_size, default=None, metavar="HxW",
+                     help="the size the engine is tuned for (default: the trace size)")
+    trt.add_argument("--min-size", type=parse_size, default=None, metavar="HxW",
+                     help="smallest input size (default: half of --opt-size)")
+    trt.add_argument("--max-size", type=parse_size, default=None, metavar="HxW",
+                     help="largest input size (default: twice --opt-size)")
+    trt.add_argument("--max-batch", type=int, default=1, help="largest batch (default 1)")
+    trt.add_argument("--calibration-data", type=Path, default=None, metavar="DIR",
+                     help="INT8: KITTI-layout drives (image_02/data/*.png) to calibrate on")
+    trt.add_argument("--calibration-frames", type=int, default=64, metavar="N",
+                     help="INT8: frames to calibrate on, spread over the drives (default 64)")
+    trt.add_argument("--engine-cache", type=Path, default=None, metavar="DIR",
+                     help="engine cache directory (default: $DEPTH_ROS_ENGINE_CACHE or "
+                     "~/.cache/depth_ros/engines)")
     return parser
+
+
+def check_tensorrt_ops(onnx_path: Path) -> list[str]:
+    """What of the ONNX graph TensorRT 10's parser cannot import (printed as a warning)."""
+    unsupported = unsupported_onnx_ops(onnx_path)
+    if unsupported:
+        print(f"export.py: warning: TensorRT 10 cannot import {', '.join(unsupported)}",
+              file=sys.stderr)
+    else:
+        print("TensorRT 10 ONNX parser: every operator of the graph is supported")
+    return unsupported
+
+
+def build_tensorrt_engine(args: argparse.Namespace, metadata: ModelMetadata) -> None:
+    """Build or reuse the engine, compare it with onnxruntime; raises ``TensorRTUnavailable``
+    when this machine cannot run TensorRT, ``ExportError`` when the engine is wrong."""
+    from depth_ros.inference.tensorrt import (
+        CalibrationData,
+        TensorRTBackend,
+        input_channels,
+        require_tensorrt,
+        tensorrt_parity,
+    )
+
+    height = args.height or metadata.train_input_height
+    width = args.width or metadata.train_input_width
+    opt = args.opt_size or (height, width)
+    try:
+        profile = profile_for_sizes(metadata.stride, opt, args.min_size, args.max_size,
+                                    input_channels(metadata.kind),
+                                    batch=(1, 1, max(args.max_batch, 1)))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
+    require_tensorrt()  # before reading calibration images: fail fast without a GPU
+    calibration = None
+    if args.tensorrt == "int8":
+        calibration = CalibrationData(args.calibration_data, args.calibration_frames, *opt,
+                                      kind=metadata.kind)
+    backend = TensorRTBackend(args.output, args.tensorrt, opt, profile["image"].min[2:],
+                              profile["image"].max[2:], args.max_batch, args.engine_cache,
+                              calibration=calibration)
+    print(f"{'built' if backend.built else 'reused'} TensorRT {args.tensorrt} engine "
+          f"{backend.engine_path} (sizes {profile['image'].min[2]}x{profile['image'].min[3]} "
+          f"to {profile['image'].max[2]}x{profile['image'].max[3]}, opt {opt[0]}x{opt[1]})")
+    feeds = {n: t.numpy() for n, t in zip(input_names(metadata),
+                                          example_inputs(metadata, *opt, seed=5), strict=True)}
+    max_abs, max_rel = tensorrt_parity(backend, args.output, feeds)
+    print(f"parity tensorrt {args.tensorrt} {opt[0]}x{opt[1]}: max |tensorrt - onnxruntime| = "
+          f"{max_abs:.3e}, relative to the output range = {max_rel:.3e}")
+    tolerance = TENSORRT_TOLERANCE.get(args.tensorrt)
+    if tolerance is not None and not max_rel <= tolerance:
+        raise ExportError(f"the TensorRT {args.tensorrt} engine differs from onnxruntime: "
+                          f"{max_rel:.3e} > {tolerance:.0e} of the output range")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export.py: error: --output must end in .onnx, got {args.output}",
               file=sys.stderr)
         return 2
+    if args.tensorrt == "int8" and args.calibration_data is None:
+        print("export.py: error: --tensorrt int8 needs --calibration-data DIR (KITTI-layout "
+              "drives to calibrate on)", file=sys.stderr)
+        return 2
     try:
         payload = load_checkpoint(args.checkpoint)
         model, metadata = model_from_checkpoint(payload)
@@ -150,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = args.check_size or [(height, width), (352, 1216)]
         for index, (h, w) in enumerate(sizes):
             batch = 2 if index == 1 else 1  # one size with a batch: the batch axis is dynamic
-            max_abs, max_rel = parity(model, args.output, h, w, batch=batch)
+            max_abs, max_rel = parity(model, args.output, h, w, batch=batch,
+                                      metadata=metadata)
             print(f"parity {h}x{w} batch {batch}: max |onnxruntime - torch| = {max_abs:.3e}, "
                   f"max relative = {max_rel:.3e}")
             if not max_rel <= args.rtol:
@@ -162,11 +288,32 @@ def main(argv: list[str] | None = None) -> int:
                 release_path.resolve() != args.checkpoint.resolve():
             release = save_checkpoint(release_payload(payload), release_path)
             print(f"wrote {release} ({release.stat().st_size / 1e6:.2f} MB)")
+        unsupported = check_tensorrt_ops(args.output)
     except (CheckpointError, ExportError) as exc:
         print(f"export.py: error: {exc}", file=sys.stderr)
         return 1
+    inputs = " and ".join(f"{n} N×{c}×H×W" for n, c in
+                          zip(input_names(metadata), (3, 1), strict=False))
     print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB), inputs "
-          f"image N×3×H×W, output {output_name(metadata)}, opset {OPSET}")
+          f"{inputs}, output {output_name(metadata)}, opset {OPSET}")
+    if args.tensorrt is None:
+        return 0
+    if unsupported:
+        print(f"export.py: error: TensorRT 10 cannot import {', '.join(unsupported)}",
+              file=sys.stderr)
+        return 1
+    from depth_ros.inference.tensorrt import EngineBuildError, TensorRTUnavailable
+
+    try:
+        build_tensorrt_engine(args, metadata)
+    except TensorRTUnavailable as exc:
+        reason = " ".join(str(exc).split())
+        print(f"export.py: error: TensorRT engine build needs the tensorrt package and a CUDA "
+              f"device: {reason}", file=sys.stderr)
+        return EXIT_NO_TENSORRT
+    except (EngineBuildError, ExportError, ValueError, OSError) as exc:
+        print(f"export.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,17 +8,34 @@ import math
 import torch
 from torch import nn
 
-from training.config import OptimConfig
+from training.config import ConfigError, OptimConfig
+
+# Parameter-name prefixes of the pretrained backbone: depth_ros encoders and DPT models.
+BACKBONE_PREFIXES = ("encoder.", "pretrained.")
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases and normalisation parameters (the usual practice)."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+    """AdamW; no weight decay on biases and normalisation parameters (the usual practice);
+    the backbone (``BACKBONE_PREFIXES``) at ``backbone_lr_factor`` × the lr when that is not 1.
+
+    Each group carries ``lr_scale``, its lr as a fraction of the scheduled one (``set_lr``).
+    """
+    split = config.backbone_lr_factor != 1.0
+    # (backbone, no weight decay) -> parameters; the backbone groups exist only when split,
+    # so the optimiser state of runs without a backbone factor keeps its two groups.
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {
+        key: [] for key in [(False, False), (False, True)]
+        + ([(True, False), (True, True)] if split else [])}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+            groups[(split and name.startswith(BACKBONE_PREFIXES), param.ndim <= 1)].append(param)
+    if split and not groups[(True, False)] + groups[(True, True)]:
+        raise ConfigError(f"optim.backbone_lr_factor={config.backbone_lr_factor} but the model "
+                          f"has no parameters under {' or '.join(BACKBONE_PREFIXES)}")
+    return torch.optim.AdamW(
+        [{"params": params, "weight_decay": 0.0 if no_decay else config.weight_decay,
+          "lr_scale": config.backbone_lr_factor if backbone else 1.0}
+         for (backbone, no_decay), params in groups.items()], lr=config.lr)
 
 
 def lr_factor(step: int, total_steps: int, config: OptimConfig) -> float:
@@ -36,6 +53,6 @@ def lr_factor(step: int, total_steps: int, config: OptimConfig) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set the learning rate of every parameter group."""
+    """Set the learning rate of every parameter group (times its ``lr_scale``)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -1,33 +1,53 @@
 """The training loop: data, model, optimiser, validation each epoch, atomic checkpoints.
 
-Single-process for now. Multi-GPU (DDP) slots in by wrapping ``self.model``, swapping
-``EpochSampler`` for ``DistributedSampler`` (same ``set_epoch``) and saving only on rank 0
-through ``save()``; mixed precision belongs inside ``train_step``.
+One process, or one per device under ``torchrun`` (``training.distributed``): the model is
+wrapped in ``DistributedDataParallel``, ``EpochSampler`` shards each epoch's permutation,
+validation is sharded and its per-image metrics gathered, and rank 0 alone writes. Mixed
+precision (CUDA), gradient accumulation and an EMA of the weights live in ``train_step``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from depth_ros.kitti import KittiFormatError, find_drives
 from depth_ros.metrics import depth_metrics, mean_metrics
 from depth_ros.models import ModelMetadata, create_model
-from training.checkpoint import load_checkpoint, save_checkpoint
+from training.checkpoint import (
+    CheckpointError,
+    link_checkpoint,
+    load_checkpoint,
+    prune_step_checkpoints,
+    remove_temporaries,
+    save_checkpoint,
+    step_checkpoint_name,
+)
 from training.config import ConfigError, TrainConfig, save_config
-from training.datasets import DepthFrames, EpochSampler, ensure_synthetic_drives, load_frames
+from training.datasets import (
+    DepthFrames,
+    EpochSampler,
+    ensure_synthetic_drives,
+    load_frames,
+    seed_worker,
+)
+from training.distributed import DistContext, resolve_device, wrap_model
 from training.losses import SiLogLoss
 from training.optim import build_optimizer, lr_factor, set_lr
+from training.run_log import RunLog, require_tensorboard
 
 LOG = logging.getLogger("depth_ros.training")
 
@@ -52,27 +72,78 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
     return model
 
 
+def build_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics (its
+    first update copies them), or None when ``decay`` is 0."""
+    if decay <= 0:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _loader_seed(*keys: int) -> int:
+    # Independent streams for every (seed, rank, epoch, offset): the loader's draw of the
+    # worker seeds then depends on where the run is, not on what ran before.
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0])
+
+
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
 class Trainer:
     """Trains ``config.model`` on the drives of ``config.data``; writes to ``run_dir``.
 
     Files in the run directory: ``config.yaml`` (merged configuration), ``last.pt`` and
-    ``best.pt`` (lowest validation AbsRel), ``metrics.jsonl`` (one line per validation).
+    ``best.pt`` (lowest validation AbsRel), ``step_XXXXXXX.pt`` (every ``checkpoint_every``
+    steps and at the end, the newest ``keep_checkpoints`` kept), ``metrics.jsonl`` (one line
+    per validation), ``tensorboard/``.
+
+    Args:
+        config: the merged configuration.
+        run_dir: where rank 0 writes.
+        context: this process's rank and device; None: a single process on
+            ``config.device``.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path) -> None:
+    def __init__(self, config: TrainConfig, run_dir: str | Path,
+                 context: DistContext | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
+        self.dist = context or DistContext(device=resolve_device(config.device))
+        self.device = self.dist.device
+        if config.tensorboard and self.dist.is_main:
+            require_tensorboard()
         torch.manual_seed(config.seed)
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
-        self.model = build_model(config)
+        self.model = build_model(config).to(self.device)
+        if self.dist.is_distributed:
+            # The same initial weights everywhere (DDP broadcasts rank 0's anyway), then a
+            # random stream of its own for each rank's augmentation.
+            torch.manual_seed(config.seed + self.dist.rank)
         self.train_set, self.val_set = self._datasets()
-        self.steps_per_epoch = len(self.train_set) // config.batch_size
+        self.accumulate_steps = config.optim.accumulate_steps
+        # What one rank loads per optimiser step: accumulate_steps micro-batches.
+        self.step_batch = config.batch_size * self.accumulate_steps
+        shard = math.ceil(len(self.train_set) / self.dist.world_size)
+        self.steps_per_epoch = shard // self.step_batch
         if self.steps_per_epoch < 1:
-            raise ConfigError(f"batch_size {config.batch_size} exceeds the "
-                              f"{len(self.train_set)} training frames")
+            raise ConfigError(
+                f"batch_size {config.batch_size} × optim.accumulate_steps "
+                f"{self.accumulate_steps} × {self.dist.world_size} process(es) exceeds the "
+                f"{len(self.train_set)} training frames")
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        self.net = wrap_model(self.model, self.dist, config.ddp_find_unused_parameters)
         self.optimizer = build_optimizer(self.model, config.optim)
+        self.amp = config.amp and self.device.type == "cuda"
+        self.amp_dtype = getattr(torch, config.amp_dtype)
+        # float16 needs loss scaling against underflowing gradients; bfloat16 does not.
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.ema = build_ema(self.model, config.optim.ema_decay)
         self.loss_fn = SiLogLoss(config.loss.silog_lambda, config.loss.silog_warmup_steps)
         self.metadata = ModelMetadata(
             architecture=config.model.name, kind=self.model.kind, output=self.model.output,
@@ -83,10 +154,18 @@ class Trainer:
             train_data=config.train_data or self._describe_data(), version=config.version,
             model_kwargs=json.loads(json.dumps(config.model.kwargs)))
         self.step = 0
+        self.lr = config.optim.lr  # the scheduled lr of the last step (backbone: × factor)
         self.best_abs_rel = math.inf
         self.elapsed_s = 0.0
         self.last_checkpoint: Path | None = None
         self.last_val: dict[str, float] = {}
+        self.log = RunLog(self.run_dir, enabled=False)
+        self._panel: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is validated, deployed and saved as ``state_dict``: the EMA when on."""
+        return self.model if self.ema is None else self.ema.module
 
     # Data ---------------------------------------------------------------------------------
 
@@ -95,22 +174,25 @@ class Trainer:
 
     def _datasets(self) -> tuple[DepthFrames, DepthFrames]:
         data = self.config.data
-        frames = {}
-        for split, synthetic in (("train", data.synthetic), ("val", data.val_synthetic)):
-            root = self._split_root(split)
-            if synthetic is not None:
+        splits = (("train", data.synthetic), ("val", data.val_synthetic))
+        # Rank 0 renders what is missing while the others wait: one writer per drive.
+        for split, synthetic in splits:
+            if synthetic is not None and self.dist.is_main:
                 LOG.info("%s drives: %d synthetic (seeds %d..%d, %d frames) under %s", split,
                          synthetic.drives, synthetic.seed, synthetic.seed + synthetic.drives - 1,
-                         synthetic.frames, root)
-                ensure_synthetic_drives(root, synthetic, data.image_width, data.image_height,
-                                        data.render_workers)
+                         synthetic.frames, self._split_root(split))
+                ensure_synthetic_drives(self._split_root(split), synthetic, data.image_width,
+                                        data.image_height, data.render_workers)
+        self.dist.barrier()
+        frames = {}
+        for split, _ in splits:
             try:
-                drives = find_drives(root)
-            except KittiFormatError as exc:
+                drives = find_drives(self._split_root(split))
+                t0 = time.monotonic()
+                frames[split] = load_frames(drives, data.input_height, data.input_width,
+                                            data.load_threads)
+            except (KittiFormatError, FileNotFoundError) as exc:
                 raise ConfigError(f"{split} data: {exc}") from exc
-            t0 = time.monotonic()
-            frames[split] = load_frames(drives, data.input_height, data.input_width,
-                                        data.load_threads)
             LOG.info("%s: %d frames from %d drives loaded in %.1f s", split,
                      len(frames[split]), len(drives), time.monotonic() - t0)
         # One canonical focal for both splits: the one the model learns and reports.
@@ -133,9 +215,15 @@ class Trainer:
     # Checkpoints --------------------------------------------------------------------------
 
     def state(self, val_metrics: dict[str, float] | None = None) -> dict[str, Any]:
-        """Everything needed to resume (and to deploy) as a weights-only dict."""
-        return {
-            "state_dict": self.model.state_dict(),
+        """Everything needed to resume (and to deploy) as a weights-only dict.
+
+        A collective: every rank calls it (the random states of all ranks are gathered).
+        """
+        self.dist.broadcast_buffers(self.model)
+        if self.ema is not None:
+            self.dist.broadcast_buffers(self.ema)
+        payload = {
+            "state_dict": self.eval_model.state_dict(),
             "metadata": self.metadata.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
@@ -144,37 +232,79 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "val_metrics": dict(val_metrics or {}),
             "config": self.config.to_dict(),
-            "rng_state": torch.get_rng_state(),
+            "rng_states": self.dist.all_gather(_rng_state(self.device)),
         }
+        if self.ema is not None:
+            payload["train_state_dict"] = self.model.state_dict()
+            payload["ema_updates"] = int(self.ema.n_averaged)
+        if self.scaler.is_enabled():
+            payload["scaler"] = self.scaler.state_dict()
+        return payload
 
-    def save(self, name: str, val_metrics: dict[str, float] | None = None) -> Path:
-        """Write ``<run_dir>/<name>`` atomically."""
-        path = save_checkpoint(self.state(val_metrics), self.run_dir / name)
-        if name == "last.pt":
-            self.last_checkpoint = path
-        return path
+    def save(self, names: str | Sequence[str],
+             val_metrics: dict[str, float] | None = None) -> Path | None:
+        """Write ``<run_dir>/<name>`` for each of ``names``, atomically, on rank 0 (one write,
+        then links); returns the first path (None on the other ranks). A collective."""
+        names = [names] if isinstance(names, str) else list(names)
+        payload = self.state(val_metrics)
+        if "last.pt" in names:
+            self.last_checkpoint = self.run_dir / "last.pt"
+        if not self.dist.is_main:
+            return None
+        first = save_checkpoint(payload, self.run_dir / names[0])
+        for name in names[1:]:
+            link_checkpoint(first, self.run_dir / name)
+        prune_step_checkpoints(self.run_dir, self.config.keep_checkpoints)
+        return first
 
     def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by ``save``."""
+        """Continue from a checkpoint written by ``save`` (every rank reads it)."""
         payload = load_checkpoint(path)
-        self.model.load_state_dict(payload["state_dict"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        lr_scales = [group["lr_scale"] for group in self.optimizer.param_groups]
+        try:
+            self.model.load_state_dict(payload.get("train_state_dict", payload["state_dict"]))
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path} does not fit this configuration: "
+                                  f"{str(exc).splitlines()[0]}") from exc
+        # The backbone factor is the configuration's, not the checkpoint's.
+        for group, scale in zip(self.optimizer.param_groups, lr_scales, strict=True):
+            group["lr_scale"] = scale
+        if self.ema is not None:
+            has_ema = "train_state_dict" in payload
+            self.ema.module.load_state_dict(payload["state_dict"])
+            self.ema.n_averaged.fill_(int(payload.get("ema_updates", 0)) if has_ema else 0)
+        if self.scaler.is_enabled() and "scaler" in payload:
+            self.scaler.load_state_dict(payload["scaler"])
         self.step = int(payload["step"])
         self.best_abs_rel = float(payload.get("best_abs_rel", math.inf))
         self.elapsed_s = float(payload.get("elapsed_s", 0.0))
-        if "rng_state" in payload:
-            torch.set_rng_state(payload["rng_state"])
+        self._restore_rng(payload)
         self.last_checkpoint = Path(path)
         LOG.info("resumed from %s at step %d", path, self.step)
 
+    def _restore_rng(self, payload: dict[str, Any]) -> None:
+        states = payload.get("rng_states")
+        if states is None and "rng_state" in payload:  # written before rng_states existed
+            states = [{"cpu": payload["rng_state"]}]
+        if states is not None and len(states) == self.dist.world_size:
+            state = states[self.dist.rank]
+            torch.set_rng_state(state["cpu"])
+            if "cuda" in state and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda"], self.device)
+        else:
+            LOG.warning("the checkpoint's random state is for another number of processes: "
+                        "the resumed run is not a continuation of the same random stream")
+            torch.manual_seed(self.config.seed + self.dist.rank + 7919 * self.step)
+
     # Training -----------------------------------------------------------------------------
 
-    def train_step(self, image: torch.Tensor, depth: torch.Tensor) -> float:
-        """One optimiser step; returns the loss."""
-        self.model.train()
-        set_lr(self.optimizer, self.config.optim.lr * lr_factor(self.step, self.total_steps,
-                                                                self.config.optim))
-        pred = self.model(image)
+    def _loss(self, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        image = image.to(self.device, non_blocking=True)
+        depth = depth.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            pred = self.net(image)
+        pred = pred.float()  # the loss takes logarithms: in float32
         # Ground truth beyond the model's range becomes its bound (far buildings should read
         # "far", not be ignored); 0 is "no data" and stays out of the loss unless the data
         # says it means "far" (rendered sky), which must not come out as a near obstacle.
@@ -182,86 +312,152 @@ class Trainer:
             depth = torch.where(depth > 0, depth, torch.full_like(depth, self.model.max_depth_m))
         valid = depth > 0
         target = depth.clamp(self.model.min_depth_m, self.model.max_depth_m)
+        return self.loss_fn(pred, target, valid)
+
+    def train_step(self, image: torch.Tensor, depth: torch.Tensor) -> float:
+        """One optimiser step on a batch, in ``accumulate_steps`` micro-batches; returns the
+        mean loss. Every rank calls it (gradients are averaged over the ranks)."""
+        self.net.train()
+        self.lr = self.config.optim.lr * lr_factor(self.step, self.total_steps,
+                                                   self.config.optim)
+        set_lr(self.optimizer, self.lr)
         # The warm-up counts optimiser steps, so a resumed run continues it where it stopped.
         self.loss_fn.calls.fill_(self.step)
         self.loss_fn.train()
-        loss = self.loss_fn(pred, target, valid)
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(
-                f"loss is {loss.item()} at step {self.step}; last good checkpoint: "
-                f"{self.last_checkpoint or 'none'}")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        micro = list(zip(image.tensor_split(self.accumulate_steps),
+                         depth.tensor_split(self.accumulate_steps), strict=True))
+        losses = []
+        for i, (micro_image, micro_depth) in enumerate(micro):
+            # Gradients are averaged over the ranks once per step, in the last backward.
+            no_sync = getattr(self.net, "no_sync", None)
+            sync = no_sync is None or i == len(micro) - 1
+            with contextlib.nullcontext() if sync else no_sync():
+                loss = self._loss(micro_image, micro_depth)
+                value = loss.item()
+                # All ranks stop together, or the others would wait for them forever.
+                if self.dist.any(not math.isfinite(value)):
+                    what = (f"loss is {value}" if not math.isfinite(value)
+                            else "the loss of another process is not finite")
+                    raise TrainingDivergedError(
+                        f"{what} at step {self.step}; last good checkpoint: "
+                        f"{self.last_checkpoint or 'none'}")
+                self.scaler.scale(loss / len(micro)).backward()
+            losses.append(value)
         if self.config.optim.grad_clip_norm > 0:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                            self.config.optim.grad_clip_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.step += 1
-        return loss.item()
+        return float(np.mean(losses))
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean per-image metrics on the validation frames at the training resolution."""
-        self.model.eval()
-        loader = DataLoader(self.val_set, batch_size=self.config.batch_size, shuffle=False)
+        """Mean per-image metrics on the validation frames at the training resolution (each
+        rank takes every world_size-th frame; every rank gets the same result)."""
+        self.dist.broadcast_buffers(self.model)
+        if self.ema is not None:
+            self.dist.broadcast_buffers(self.ema)
+        model = self.eval_model.eval()
+        shard = Subset(self.val_set, range(self.dist.rank, len(self.val_set),
+                                           self.dist.world_size))
+        # A generator of its own: validating must not draw from the training random stream.
+        loader = DataLoader(shard, batch_size=self.config.batch_size, shuffle=False,
+                            generator=torch.Generator())
         per_image = []
         for image, depth in loader:
-            pred = self.model(image)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                pred = model(image.to(self.device))
+            pred = pred.float().cpu()
+            if not per_image:
+                self._panel = (image[0], pred[0], depth[0])
             for p, g in zip(pred[:, 0].numpy(), depth[:, 0].numpy(), strict=True):
                 per_image.append(depth_metrics(p, g, mask=g > 0,
                                                max_depth=self.model.max_depth_m))
-        return mean_metrics(per_image)
+        return mean_metrics([m for rank in self.dist.all_gather(per_image) for m in rank])
 
-    def _end_of_epoch(self, epoch: int, train_loss: float) -> None:
+    def _after_step(self, epoch_done: bool, train_loss: float, epoch: int) -> None:
+        """Validate at the end of an epoch; checkpoint at epochs' ends and every
+        ``checkpoint_every`` steps."""
+        names = []
+        final = self.step == self.total_steps
+        every = self.config.checkpoint_every
+        if every and (final or self.step % every == 0):
+            names.append(step_checkpoint_name(self.step))
+        if not (epoch_done or final):
+            if names:
+                self.save([*names, "last.pt"])
+            return
         val = self.last_val = self.validate()
-        record = {"step": self.step, "epoch": epoch, "train_loss": round(train_loss, 5),
-                  "elapsed_s": round(self.elapsed_s, 1),
-                  "val": {k: round(v, 5) for k, v in val.items()}}
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        train_loss = self.dist.mean(train_loss)
+        self.log.record({"step": self.step, "epoch": epoch, "train_loss": round(train_loss, 5),
+                         "elapsed_s": round(self.elapsed_s, 1),
+                         "val": {k: round(v, 5) for k, v in val.items()}})
+        self.log.scalars({f"val/{k}": v for k, v in val.items()}, self.step)
+        if self._panel is not None:
+            self.log.panel("val/rgb_prediction_groundtruth", *self._panel, self.step)
         improved = val["abs_rel"] < self.best_abs_rel
         if improved:
             self.best_abs_rel = val["abs_rel"]
-        self.save("last.pt", val)
-        if improved:
-            self.save("best.pt", val)
-        tqdm.write(f"epoch {epoch} step {self.step}: train loss {train_loss:.4f}, val AbsRel "
-                   f"{val['abs_rel']:.4f} RMSE {val['rmse']:.3f} m d<1.25 {val['a1']:.4f}"
-                   + (" (best)" if improved else ""))
+        self.save(["last.pt", *names, *(["best.pt"] if improved else [])], val)
+        if self.dist.is_main:
+            tqdm.write(f"epoch {epoch} step {self.step}: train loss {train_loss:.4f}, val "
+                       f"AbsRel {val['abs_rel']:.4f} RMSE {val['rmse']:.3f} m d<1.25 "
+                       f"{val['a1']:.4f}" + (" (best)" if improved else ""))
+
+    def _train_loader(self) -> tuple[DataLoader, EpochSampler]:
+        sampler = EpochSampler(len(self.train_set), self.config.seed, rank=self.dist.rank,
+                               num_replicas=self.dist.world_size)
+        workers = self.config.data.num_workers
+        loader = DataLoader(self.train_set, batch_size=self.step_batch, sampler=sampler,
+                            drop_last=True, num_workers=workers,
+                            worker_init_fn=seed_worker if workers else None,
+                            generator=torch.Generator(),
+                            pin_memory=self.device.type == "cuda")
+        return loader, sampler
 
     def fit(self) -> dict[str, float]:
-        """Train to ``total_steps``; returns the last validation metrics."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(self.config, self.run_dir / "config.yaml")
+        """Train to ``total_steps``; returns the last validation metrics. Every rank calls it."""
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.run_dir / "config.yaml")
+            remove_temporaries(self.run_dir)
         if self.step >= self.total_steps:
             LOG.info("nothing to do: step %d >= %d", self.step, self.total_steps)
             return {}
-        batch = self.config.batch_size
-        sampler = EpochSampler(len(self.train_set), self.config.seed)
-        loader = DataLoader(self.train_set, batch_size=batch, sampler=sampler, drop_last=True)
+        loader, sampler = self._train_loader()
+        self.log = RunLog(self.run_dir, self.dist.is_main, self.config.tensorboard)
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                   disable=not self.dist.is_main)
         losses: list[float] = []
         t_start = time.monotonic() - self.elapsed_s
-        while self.step < self.total_steps:
-            epoch, offset = divmod(self.step, self.steps_per_epoch)
-            sampler.set_epoch(epoch, start=offset * batch)
-            bar.set_description(f"epoch {epoch}")
-            for image, depth in loader:
-                losses.append(self.train_step(image, depth))
-                self.elapsed_s = time.monotonic() - t_start
-                bar.update(1)
-                if self.step % self.config.log_every == 0:
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    bar.set_postfix(loss=f"{np.mean(losses[-self.config.log_every:]):.4f}",
-                                    lr=f"{lr:.2e}", refresh=False)
-                epoch_done = self.step % self.steps_per_epoch == 0
-                if epoch_done or self.step == self.total_steps:
-                    self._end_of_epoch(epoch, float(np.mean(losses[-self.steps_per_epoch:])))
-                elif self.config.checkpoint_every and \
-                        self.step % self.config.checkpoint_every == 0:
-                    self.save("last.pt")
-                if self.step >= self.total_steps:
-                    break
-        bar.close()
+        try:
+            while self.step < self.total_steps:
+                epoch, offset = divmod(self.step, self.steps_per_epoch)
+                sampler.set_epoch(epoch, start=offset * self.step_batch)
+                loader.generator.manual_seed(
+                    _loader_seed(self.config.seed, self.dist.rank, epoch, offset))
+                bar.set_description(f"epoch {epoch}")
+                for image, depth in loader:
+                    losses.append(self.train_step(image, depth))
+                    self.elapsed_s = time.monotonic() - t_start
+                    bar.update(1)
+                    if self.step % self.config.log_every == 0:
+                        loss = float(np.mean(losses[-self.config.log_every:]))
+                        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.lr:.2e}", refresh=False)
+                        self.log.scalars({"train/loss": loss, "train/lr": self.lr}, self.step)
+                    self._after_step(self.step % self.steps_per_epoch == 0,
+                                     float(np.mean(losses[-self.steps_per_epoch:])), epoch)
+                    if self.step >= self.total_steps:
+                        break
+        finally:
+            bar.close()
+            self.log.close()
+        # Every rank returns once the final checkpoint is complete.
+        self.dist.barrier()
         return self.last_val
