@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depth_ros import fileio
 from depth_ros.geometry import PinholeCamera
 
 DEPTH_PNG_SCALE = 256.0
@@ -38,13 +39,9 @@ def frame_name(index: int) -> str:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid in the temporary name: two processes writing one file never collide.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write a file so that readers see either the old file or the whole new one (not fsynced:
+    a drive is complete only once its directory is renamed into place, see synthetic/drive)."""
+    fileio.write_bytes_atomic(path, data, durable=False)
 
 
 def _write_png_atomic(path: Path, image: np.ndarray) -> None:

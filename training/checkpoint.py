@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from depth_ros.fileio import fsync_directory, temporary_path, write_atomic
 from depth_ros.models.checkpoints import (
     REQUIRED_KEYS,
     CheckpointError,
@@ -36,19 +37,6 @@ __all__ = ["CheckpointError", "checkpoint_step", "find_latest_checkpoint", "link
 LOG = logging.getLogger("depth_ros.training")
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _fsync_dir(directory: Path) -> None:
-    # A rename is durable only once the directory entry is on disk.
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``payload`` so that ``path`` holds either the old file or the complete new one.
 
@@ -59,27 +47,14 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"checkpoint payload lacks {', '.join(missing)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def link_checkpoint(source: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Make ``path`` the complete file ``source`` (a hard link, or a copy where links are not
     supported), replacing what was there atomically as ``save_checkpoint`` does."""
     source, path = Path(source), Path(path)
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     tmp.unlink(missing_ok=True)
     try:
         try:
@@ -92,7 +67,7 @@ def link_checkpoint(source: str | os.PathLike, path: str | os.PathLike) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_directory(path.parent)
     return path
 
 

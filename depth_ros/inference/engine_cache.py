@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from depth_ros.fileio import write_bytes_atomic
+
 LOG = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -194,24 +196,7 @@ def write_bytes_durably(path: str | os.PathLike, data: bytes) -> Path:
     renamed over ``path``, then the directory fsynced; any failure on the way, interruptions
     included, removes the temporary file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    return write_bytes_atomic(path, data)
 
 
 def load_or_build(path: str | os.PathLike, build: Callable[[], bytes],
