@@ -29,6 +29,7 @@ from depth_ros.readers import (
     read_split_file,
     velo_to_image_projection,
 )
+from training import datasets, transforms
 
 DATE = "2011_09_26"
 DRIVE = f"{DATE}_drive_0002_sync"
@@ -240,19 +241,28 @@ def test_sensor_timestamps_must_match_the_images(tmp_path):
 
 # KITTI depth --------------------------------------------------------------------------------
 
-def test_eigen_split_file(tmp_path):
-    raw = tmp_path / "raw"
+def write_eigen_split(root: Path, unlabelled: bool = True) -> tuple[Path, Path, Path]:
+    """An Eigen split list over a raw drive: frame 1 with ground truth (12.5 m at row 2,
+    column 3), and frame 2 without (``None``) when ``unlabelled``. Returns (split, raw root,
+    depth root)."""
+    raw = root / "raw"
     write_raw_drive(raw)
-    depth_root = tmp_path / "data_depth_annotated"
+    depth_root = root / "data_depth_annotated"
     gt = np.zeros((6, 8), np.float32)
     gt[2, 3] = 12.5
     kitti.write_depth_png(depth_root / DRIVE / "proj_depth" / "groundtruth" / "image_02"
                           / "0000000001.png", gt)
-    split = tmp_path / "eigen_test_files_with_gt.txt"
-    split.write_text(
-        f"{DATE}/{DRIVE}/image_02/data/0000000001.png "
-        f"{DRIVE}/proj_depth/groundtruth/image_02/0000000001.png 721.5377\n"
-        f"{DATE}/{DRIVE}/image_02/data/0000000002.png None 721.5377\n\n")
+    split = root / "eigen_test_files_with_gt.txt"
+    lines = (f"{DATE}/{DRIVE}/image_02/data/0000000001.png "
+             f"{DRIVE}/proj_depth/groundtruth/image_02/0000000001.png 721.5377\n")
+    if unlabelled:
+        lines += f"{DATE}/{DRIVE}/image_02/data/0000000002.png None 721.5377\n\n"
+    split.write_text(lines)
+    return split, raw, depth_root
+
+
+def test_eigen_split_file(tmp_path):
+    split, raw, depth_root = write_eigen_split(tmp_path)
     entries = read_split_file(split)
     assert [e.depth is None for e in entries] == [False, True]
     assert entries[0].focal_px == 721.5377
@@ -475,41 +485,17 @@ def test_data_engine_drive_reads_back(tmp_path):
 
 # Training datasets over the same fixtures --------------------------------------------------
 
-def _training():
-    """``training/`` runs from the repository root and is not installed."""
-    import sys
-
-    repo = str(Path(__file__).resolve().parents[1])
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
-    from training import datasets, transforms
-
-    return datasets, transforms
-
-
 def _eigen(tmp_path: Path):
-    datasets, _ = _training()
-    raw = tmp_path / "raw"
-    write_raw_drive(raw)
-    depth_root = tmp_path / "annotated"
-    gt = np.zeros((6, 8), np.float32)
-    gt[2, 3] = 12.5
-    kitti.write_depth_png(depth_root / DRIVE / "proj_depth" / "groundtruth" / "image_02"
-                          / "0000000001.png", gt)
-    split = tmp_path / "split.txt"
-    split.write_text(f"{DATE}/{DRIVE}/image_02/data/0000000001.png "
-                     f"{DRIVE}/proj_depth/groundtruth/image_02/0000000001.png 721.5377\n")
+    split, raw, depth_root = write_eigen_split(tmp_path, unlabelled=False)
     return datasets.kitti_eigen_dataset(split, raw, depth_root), (2, 3, 12.5), (3, 5, 5.0)
 
 
 def _completion(tmp_path: Path):
-    datasets, _ = _training()
     split, raw = write_completion_split(tmp_path)
     return datasets.kitti_completion_dataset(split, raw), (0, 0, 20.0), (1, 0, 7.0)
 
 
 def _nyu_mat(tmp_path: Path):
-    datasets, _ = _training()
     _, depth = write_nyu_mat(tmp_path / "nyu_depth_v2_labeled.mat")
     return (datasets.nyu_dataset(tmp_path / "nyu_depth_v2_labeled.mat"),
             (2, 5, float(depth[0, 2, 5])), None)
@@ -521,7 +507,6 @@ def test_training_datasets_serve_every_reader(tmp_path, make):
     """Each dataset yields image, depth, sparse depth, masks and K, with the fixture's known
     values where they were written, and a flip moves them (and cx) together."""
     dataset, (gv, gu, gd), sparse = make(tmp_path)
-    _, transforms = _training()
     item = dataset[0]
     assert item["image"].shape == (3, 6, 8) and item["image"].dtype == torch.float32
     assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0

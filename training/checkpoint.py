@@ -8,8 +8,8 @@ Training checkpoints hold ``state_dict`` (the weights to validate and deploy: th
 ``torch.load(..., weights_only=True)`` reads them. A release checkpoint keeps only
 ``state_dict`` and ``metadata``.
 
-A run directory holds ``last.pt``, ``best.pt`` and the newest ``step_XXXXXXX.pt``; a write
-that was interrupted leaves at most a hidden ``.<name>.<pid>.tmp`` beside them.
+A run directory holds ``last.pt``, ``best.pt`` and the newest ``step_<step>.pt`` (7 digits);
+a write that was interrupted leaves at most a hidden ``.<name>.<pid>.tmp`` beside them.
 """
 
 from __future__ import annotations

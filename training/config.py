@@ -112,8 +112,8 @@ class TrainConfig:
     ddp_find_unused_parameters: bool = False  # for models with parameters a step can skip
     log_every: int = 20  # steps between progress-bar and TensorBoard updates of the loss
     tensorboard: bool = True  # scalars and image panels under <run dir>/tensorboard
-    checkpoint_every: int = 500  # steps between step_XXXXXXX.pt checkpoints (0: none)
-    keep_checkpoints: int = 3  # newest step_XXXXXXX.pt files kept; 0 keeps all
+    checkpoint_every: int = 500  # steps between step_<step>.pt checkpoints (0: none)
+    keep_checkpoints: int = 3  # newest step_<step>.pt files kept; 0 keeps all
     auto_resume: bool = False  # continue from the newest complete checkpoint in the run dir
     version: str = "1"
     train_data: str = ""  # recorded in the model metadata; empty: described from data

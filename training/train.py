@@ -6,7 +6,7 @@
     python training/train.py --config ... --resume auto        # newest complete, if any
     torchrun --nproc_per_node 4 training/train.py --config ...  # one process per GPU
 
-Writes ``<output_dir>/<name>/``: config.yaml, last.pt, best.pt, step_XXXXXXX.pt,
+Writes ``<output_dir>/<name>/``: config.yaml, last.pt, best.pt, step_<step>.pt,
 metrics.jsonl, tensorboard/ (rank 0 only).
 """
 

@@ -97,7 +97,7 @@ class Trainer:
     """Trains ``config.model`` on the drives of ``config.data``; writes to ``run_dir``.
 
     Files in the run directory: ``config.yaml`` (merged configuration), ``last.pt`` and
-    ``best.pt`` (lowest validation AbsRel), ``step_XXXXXXX.pt`` (every ``checkpoint_every``
+    ``best.pt`` (lowest validation AbsRel), ``step_<step>.pt`` (every ``checkpoint_every``
     steps and at the end, the newest ``keep_checkpoints`` kept), ``metrics.jsonl`` (one line
     per validation), ``tensorboard/``.
 

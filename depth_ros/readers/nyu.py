@@ -3,8 +3,8 @@
 ``nyu_depth_v2_labeled.mat`` is MATLAB v7.3, i.e. HDF5. MATLAB stores arrays column-major and
 h5py shows them with the axes reversed: ``images`` reads as N×3×W×H uint8 and ``depths`` as
 N×W×H float32 metres, so an image is ``images[i].transpose(2, 1, 0)`` (H×W×3) and a depth map
-``depths[i].T`` (H×W). The BTS ``sync`` layout holds ``<scene>/rgb_XXXXX.jpg`` with
-``<scene>/sync_depth_XXXXX.png`` (uint16 millimetres, 0 = no data).
+``depths[i].T`` (H×W). The BTS ``sync`` layout holds ``<scene>/rgb_<index>.jpg`` with
+``<scene>/sync_depth_<index>.png`` (uint16 millimetres, 0 = no data).
 """
 
 from __future__ import annotations
@@ -105,9 +105,10 @@ def _camera_for(rgb: np.ndarray) -> PinholeCamera:
 
 
 class NyuSync:
-    """The BTS ``sync`` layout: every ``<scene>/rgb_XXXXX.jpg`` with its ``sync_depth_XXXXX.png``,
-    or the entries of a BTS split list (``/<scene>/rgb_XXXXX.jpg /<scene>/sync_depth_XXXXX.png
-    518.8579``) when ``split_path`` is given."""
+    """The BTS ``sync`` layout: every ``<scene>/rgb_<index>.jpg`` with its
+    ``sync_depth_<index>.png``, or the entries of a BTS split list
+    (``/<scene>/rgb_<index>.jpg /<scene>/sync_depth_<index>.png 518.8579``) when
+    ``split_path`` is given."""
 
     def __init__(self, root: str | os.PathLike, split_path: str | os.PathLike | None = None
                  ) -> None:
