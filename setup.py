@@ -15,7 +15,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
     ],
     python_requires=">=3.10",
@@ -46,9 +46,13 @@ setup(
     entry_points={
         "console_scripts": [
             f"mono_depth_node = {PACKAGE}.ros.mono_depth_node:main",
+            f"fusion_depth_node = {PACKAGE}.ros.fusion_depth_node:main",
             f"kitti_drive_publisher = {PACKAGE}.ros.drive_publisher:main",
             f"make_synthetic_drive = {PACKAGE}.synthetic.cli:main",
             f"depth_ros_demo = {PACKAGE}.demo:main",
+            f"kitti_to_bag = {PACKAGE}.bags.kitti_to_bag:main",
+            f"depth_ros_bag_play = {PACKAGE}.bags.play:main",
+            f"depth_eval_node = {PACKAGE}.ros.depth_eval_node:main",
         ],
     },
 )

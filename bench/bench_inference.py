@@ -1,53 +1,139 @@
-"""Time the bundled model through onnxruntime and torch at its inference size and at KITTI
-size (1216×352), on 2 threads.
+"""Time models through every backend here (onnxruntime and torch on the CPU; TensorRT and CUDA
+where present) at their inference size and at KITTI size (1216×352), and the LiDAR fit that
+makes relative models metric.
 
 DESIGN budget: the default model at 1216×352 through onnxruntime on 2 cores: ≥ 10 frames/s.
 ``network`` is the backend call alone; ``predict`` adds resizing a 1242×375 camera image in
-and the depth out (what the node pays per frame).
-Run: .venv/bin/python bench/bench_inference.py [--model PATH] [--repeats N] [--threads N]
+and the depth out (what the node pays per frame). Models: the bundled mono model, and a fusion
+model (``--fusion-model``; default: ``fusion_attention`` at its default size with random
+weights, exported here first: timing does not depend on the weights).
+Run: .venv/bin/python bench/bench_inference.py [--model PATH] [--fusion-model PATH|none]
+[--repeats N] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 from timing import median_ms  # bench/timing.py, beside this script
 
-from depth_ros.inference import DepthEstimator, OnnxRuntimeBackend, TorchBackend
-from depth_ros.weights import DEFAULT_MONO_MODEL
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # training/ (the exporter) runs from the repository root
+
+from depth_ros.inference import DepthEstimator, robust_scale_shift  # noqa: E402
+from depth_ros.inference.selection import plan_auto  # noqa: E402
+from depth_ros.weights import DEFAULT_MONO_MODEL  # noqa: E402
 
 KITTI_SIZE = (352, 1216)
 CAMERA_SIZE = (375, 1242)
+# Projected returns of a 64-beam LiDAR in a KITTI camera image (about 5 % of its pixels).
+LIDAR_POINTS = 20_000
+
+
+def export_fusion_model(directory: Path) -> Path:
+    """A default-size fusion_attention (random weights) as fusion.onnx + fusion.pt."""
+    import torch
+
+    from depth_ros.models import ModelMetadata, create_model
+    from training.checkpoint import save_checkpoint
+    from training.export import export_onnx
+
+    torch.manual_seed(0)
+    model = create_model("fusion_attention").eval()
+    meta = ModelMetadata(architecture="fusion_attention", kind="fusion", output="metric",
+                         stride=model.stride, train_input_height=KITTI_SIZE[0],
+                         train_input_width=KITTI_SIZE[1], min_depth_m=0.5, max_depth_m=80.0,
+                         train_focal_px=707.0, train_data="random weights (benchmark)")
+    save_checkpoint({"state_dict": model.state_dict(), "metadata": meta.to_dict()},
+                    directory / "fusion.pt")
+    return export_onnx(model, meta, directory / "fusion.onnx", *KITTI_SIZE)
+
+
+def backends_here(model: Path) -> list[dict]:
+    """DepthEstimator arguments for every backend that can run ``model`` here."""
+    candidates, _ = plan_auto(model)
+    options = {c.option for c in candidates}
+    chosen = []
+    if "tensorrt" in options:
+        chosen.append({"backend": "tensorrt", "precision": "fp16"})
+    if "onnxruntime-gpu" in options:
+        chosen.append({"backend": "onnxruntime", "device": "cuda"})
+    if "torch-cuda" in options:
+        chosen.append({"backend": "torch", "device": "cuda"})
+    chosen += [{"backend": "onnxruntime", "device": "cpu"}, {"backend": "torch", "device": "cpu"}]
+    return chosen
+
+
+def time_model(model: Path, sizes: list[tuple[int, int]], threads: int, repeats: int,
+               rgb: np.ndarray, sparse: np.ndarray | None) -> None:
+    """Print one table row per backend and size."""
+    for size in sizes:
+        image = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
+        net_sparse = None
+        if sparse is not None:
+            net_sparse = np.zeros((1, 1, *size), np.float32)
+            net_sparse[..., ::17] = 20.0
+        for kwargs in backends_here(model):
+            # A new estimator per size: the input size is fixed at construction.
+            estimator = DepthEstimator(model, num_threads=threads, input_size=size, **kwargs)
+            backend = estimator._backend
+            network = median_ms(lambda b=backend, x=image, s=net_sparse: b.run(x, s), repeats)
+            predict = median_ms(lambda e=estimator: e.predict(rgb, sparse), repeats)
+            print(f"{model.name:<24}{estimator.backend_name:<36}{size[1]:>5}x{size[0]:<4}"
+                  f"{network:>12.1f}{predict:>12.1f}{1e3 / predict:>13.1f}")
+
+
+def time_fit(repeats: int) -> float:
+    """Median ms of the robust scale-and-shift fit on a KITTI frame's worth of points with
+    20 % wrong returns."""
+    rng = np.random.default_rng(0)
+    relative = rng.uniform(0.01, 1.0, LIDAR_POINTS)
+    depth = 1.0 / (0.2 * relative + 0.02) * (1 + rng.normal(0, 0.01, LIDAR_POINTS))
+    wrong = rng.random(LIDAR_POINTS) < 0.2
+    depth[wrong] = rng.uniform(1, 80, int(wrong.sum()))
+    return median_ms(lambda: robust_scale_shift(relative, depth), repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print a table of median milliseconds per frame."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MONO_MODEL)
+    parser.add_argument("--fusion-model", default="", help="a fusion model (.onnx with its "
+                        ".pt beside it); 'none' to skip; default: export one here")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (*CAMERA_SIZE, 3), dtype=np.uint8)
-    backends = {"onnxruntime": OnnxRuntimeBackend(args.model.with_suffix(".onnx"), args.threads),
-                "torch": TorchBackend(args.model.with_suffix(".pt"), args.threads)}
-    train_size = backends["onnxruntime"].metadata.train_input_size
-    print(f"model {args.model.name}, {args.threads} threads, camera image "
-          f"{CAMERA_SIZE[1]}x{CAMERA_SIZE[0]}, median of {args.repeats}")
-    print(f"{'backend':<12}{'input':>10}{'network ms':>12}{'predict ms':>12}{'predict fps':>13}")
-    for size in (train_size, KITTI_SIZE):
-        image = rng.random((1, 3, *size), dtype=np.float32)
-        for backend in ("onnxruntime", "torch"):
-            # A new estimator per size: the input size is fixed at construction.
-            estimator = DepthEstimator(args.model, backend=backend, num_threads=args.threads,
-                                       input_size=size)
-            network = median_ms(lambda b=backends[backend], x=image: b.run(x), args.repeats)
-            predict = median_ms(lambda e=estimator: e.predict(rgb), args.repeats)
-            print(f"{backend:<12}{size[1]:>5}x{size[0]:<4}{network:>12.1f}{predict:>12.1f}"
-                  f"{1e3 / predict:>13.1f}")
+    sparse = np.zeros(CAMERA_SIZE, np.float32)
+    sparse[150::4, ::3] = rng.uniform(2, 60, sparse[150::4, ::3].shape)
+    train_size = DepthEstimator(args.model, device="cpu").metadata.train_input_size
+    with tempfile.TemporaryDirectory() as tmp:
+        fusion = None
+        if args.fusion_model.lower() != "none":
+            if args.fusion_model:
+                fusion = Path(args.fusion_model)
+            else:
+                started = time.monotonic()
+                fusion = export_fusion_model(Path(tmp))
+                print(f"exported a default fusion_attention in {time.monotonic() - started:.0f}"
+                      f" s")
+        print(f"{args.threads} threads, camera image {CAMERA_SIZE[1]}x{CAMERA_SIZE[0]}, median "
+              f"of {args.repeats}")
+        print(f"{'model':<24}{'backend':<36}{'input':>10}{'network ms':>12}{'predict ms':>12}"
+              f"{'predict fps':>13}")
+        time_model(args.model, [train_size, KITTI_SIZE], args.threads, args.repeats, rgb,
+                   None)
+        if fusion is not None:
+            time_model(fusion, [KITTI_SIZE], args.threads, args.repeats, rgb, sparse)
+    print(f"relative -> metric: robust scale-and-shift fit of {LIDAR_POINTS} LiDAR points "
+          f"(20 % wrong): {time_fit(args.repeats):.1f} ms")
     return 0
 
 

@@ -1,11 +1,14 @@
-"""The end-to-end demo: a synthetic KITTI-format drive played through mono_depth_node.
+"""The end-to-end demo: a synthetic KITTI drive, as a rosbag2, replayed through both depth nodes.
 
-1. The data engine writes a drive (held-out seed) with exact ground-truth depth.
-2. mono_depth_node starts as its own process with config/mono_depth.yaml and the bundled model.
-3. This process plays the drive's camera at 10 Hz (kitti_drive_publisher's node) and collects
-   the published depth and point clouds.
-4. It writes colourised depth PNGs, a point-cloud view, and summary.json with frames in and
-   out, rates, latency and the depth metrics against the ground truth.
+1. The data engine writes a drive (held-out seed) with LiDAR and exact ground-truth depth.
+2. ``kitti_to_bag`` turns it into an MCAP bag (camera 2, its camera_info, the LiDAR cloud and
+   the ground-truth depth).
+3. ``mono_depth_node`` and ``fusion_depth_node`` start as their own processes with their
+   parameter files and the bundled models; ``depth_ros_bag_play`` replays the bag into them
+   at the recorded rate, stamping each message as it sends it, like a live sensor.
+4. This process collects both nodes' depth and points and scores every depth image against
+   the bag's ground truth (the KITTI metrics of ``training/evaluate.py``, per image, then
+   averaged), and writes pictures, an MP4 of the run and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -19,25 +22,29 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from depth_ros.kitti import KittiDrive
-from depth_ros.metrics import depth_metrics
+from depth_ros import fileio
 from depth_ros.synthetic import write_synthetic_drive
 from depth_ros.viz import birds_eye_view, colorize_depth, stack_panels, write_png
 
 LOG = logging.getLogger("depth_ros.demo")
 DEMO_SEED = 9001  # not one of the training seeds
+LABELS = {"mono": "mono_depth_node", "fusion": "fusion_depth_node (camera + LiDAR)"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--rate-hz", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="playback speed factor (1: the drive's 10 Hz)")
     parser.add_argument("--seed", type=int, default=DEMO_SEED)
-    parser.add_argument("--model-path", default="", help="default: the bundled model")
+    parser.add_argument("--mono-model", default="", help="default: the bundled mono model")
+    parser.add_argument("--fusion-model", default="", help="default: the bundled fusion model")
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--no-video", action="store_true", help="skip demo.mp4")
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS_DOMAIN_ID for the demo's processes (default: inherited)")
     return parser.parse_args(argv)
@@ -52,68 +59,133 @@ def main(argv: list[str] | None = None) -> int:
 
     env = ros_environment(args.domain_id)
     os.environ.update(env)
+    from depth_ros.bags.kitti_to_bag import ConversionOptions, convert_drive
     from depth_ros.ros.demo_runner import run_demo
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    LOG.info("1/4 writing a synthetic KITTI drive (%d frames, seed %d)", args.frames, args.seed)
-    drive_dir = write_synthetic_drive(out / "drive", num_frames=args.frames, seed=args.seed)
-    LOG.info("2/4 starting mono_depth_node and playing the drive at %g Hz", args.rate_hz)
     t0 = time.monotonic()
+    LOG.info("1/5 writing a synthetic KITTI drive (%d frames, seed %d)", args.frames, args.seed)
+    drive_dir = write_synthetic_drive(out / "drive", num_frames=args.frames, seed=args.seed,
+                                      stereo=False, progress=False)
+    LOG.info("2/5 converting it to a rosbag2 (MCAP)")
+    bag_dir = out / "bag"
+    conversion = convert_drive(drive_dir, bag_dir, ConversionOptions(
+        cameras=(2,), oxts=False, overwrite=True, progress=False))
+    LOG.info("3/5 replaying the bag through mono_depth_node and fusion_depth_node")
+    t_run = time.monotonic()
     try:
-        result = run_demo(drive_dir, out, args.rate_hz, args.model_path, args.backend, env)
+        run = run_demo(drive_dir, bag_dir, out, args.rate,
+                       {"mono": args.mono_model, "fusion": args.fusion_model}, args.backend,
+                       env)
     except (RuntimeError, subprocess.SubprocessError) as exc:
         LOG.error("demo failed: %s", exc)
         return 1
-    LOG.info("3/4 scoring %d depth images against the ground truth", len(result.depths))
-    summary = summarise(KittiDrive(drive_dir), result, out)
-    summary["wall_time_s"] = round(time.monotonic() - t0, 2)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    LOG.info("4/4 wrote %s", out / "summary.json")
-    LOG.info(json.dumps({k: summary[k] for k in (
-        "frames_in", "frames_out", "fps_out", "latency_ms_median", "abs_rel", "delta1")}))
-    return 0 if summary["frames_out"] > 0 else 1
+    run_s = time.monotonic() - t_run
+    LOG.info("4/5 scoring and drawing %d camera frames", len(run.images))
+    summary = summarise(run, out, video=not args.no_video)
+    summary.update(drive=str(drive_dir), bag=str(bag_dir), bag_frames=conversion.frames,
+                   replay_s=round(run_s, 2), wall_time_s=round(time.monotonic() - t0, 2))
+    fileio.write_bytes_atomic(out / "summary.json",
+                              (json.dumps(summary, indent=2) + "\n").encode(), durable=False)
+    LOG.info("5/5 wrote %s", out / "summary.json")
+    for name in LABELS:
+        node = summary["nodes"][name]
+        LOG.info("%-7s frames %d/%d, %.1f frames/s, latency p50 %.1f ms, AbsRel %.4f, "
+                 "d<1.25 %.4f, RMSE %.2f m", name, node["frames_out"], summary["frames_in"],
+                 node["fps_out"], node["latency_ms_median"], node["abs_rel"], node["delta1"],
+                 node["rmse"])
+    ok = all(summary["nodes"][n]["frames_out"] > 0 for n in LABELS)
+    return 0 if ok else 1
 
 
-def summarise(drive: KittiDrive, result, out: Path) -> dict:
-    """Metrics per frame (averaged per image, as the KITTI devkit does) and pictures."""
-    per_frame = []
-    depth_dir = out / "depth_colored"
-    for index, depth in sorted(result.depths.items()):
-        gt = drive.groundtruth(index)
-        per_frame.append(depth_metrics(depth, gt, mask=(gt > 0) & np.isfinite(depth)))
-        # One colour scale for prediction and ground truth: the ground truth's 2-98 %.
-        lo, hi = (float(v) for v in np.percentile(gt[gt > 0], [2.0, 98.0]))
-        gt_vis = colorize_depth(np.where(gt > 0, gt, np.nan), lo, hi)
-        pred_vis = colorize_depth(depth, lo, hi)
-        write_png(depth_dir / f"{index:06d}.png", pred_vis)
-        if index == min(result.depths):
-            panel = stack_panels([drive.rgb(index), pred_vis, gt_vis],
-                                 ["camera", "mono_depth_node depth", "ground truth"])
-            write_png(out / "panel.png", panel)
-    if result.points is not None:
-        write_png(out / "points_bev.png", birds_eye_view(result.points))
-    latencies = np.asarray(result.latencies_ms) if result.latencies_ms else np.array([np.nan])
-    keys = per_frame[0].keys() if per_frame else ()
-    metrics = {k: float(np.mean([m[k] for m in per_frame])) for k in keys}
-    duration = result.last_receive_s - result.first_receive_s
-    frames_out = len(result.depths)
+def _range(gt: np.ndarray) -> tuple[float, float]:
+    valid = np.isfinite(gt) & (gt > 0)
+    if not valid.any():
+        return 1.0, 80.0
+    lo, hi = np.percentile(gt[valid], [2.0, 98.0])
+    return float(lo), float(hi)
+
+
+def summarise(run, out: Path, video: bool = True) -> dict:
+    """Per-node figures and metrics, and the pictures: colourised depth per frame and node,
+    a panel of the middle frame, bird's-eye views of both clouds and an MP4 of the run."""
+    stamps = sorted(run.images)
+    writer = None
+    if video and stamps:
+        h, w = run.images[stamps[0]].shape[:2]
+        # Four panels stacked vertically with their label strips, as stack_panels draws them.
+        size = stack_panels([np.zeros((h, w, 3), np.uint8)] * 4, [""] * 4).shape[:2]
+        writer = cv2.VideoWriter(str(out / "demo.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                 10.0, (size[1], size[0]))
+        if not writer.isOpened():
+            LOG.warning("cannot write %s (no MP4 encoder in this OpenCV): skipping the video",
+                        out / "demo.mp4")
+            writer = None
+    # The panel shows the middle frame of those every node answered (any, if none did).
+    answered = [s for s in stamps if all(s in o.depths for o in run.outputs.values())]
+    candidates = answered or stamps
+    middle = candidates[len(candidates) // 2] if candidates else None
+    try:
+        for index, stamp in enumerate(stamps):
+            gt = run.groundtruth.get(stamp)
+            lo, hi = _range(gt) if gt is not None else (1.0, 80.0)
+            panels, labels = [run.images[stamp]], ["camera"]
+            for name, output in run.outputs.items():
+                depth = output.depths.get(stamp)
+                vis = (colorize_depth(depth, lo, hi) if depth is not None
+                       else np.zeros_like(run.images[stamp]))
+                if depth is not None:
+                    write_png(out / "depth_colored" / name / f"{index:06d}.png", vis)
+                panels.append(vis)
+                labels.append(LABELS[name] if depth is not None else f"{LABELS[name]}: dropped")
+            panels.append(colorize_depth(gt, lo, hi) if gt is not None
+                          else np.zeros_like(run.images[stamp]))
+            labels.append("ground truth")
+            frame = stack_panels(panels, labels)
+            if writer is not None:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            if stamp == middle:
+                write_png(out / "panel.png", frame)
+    finally:
+        if writer is not None:
+            writer.release()
+    nodes = {}
+    for name, output in run.outputs.items():
+        if output.points is not None:
+            write_png(out / f"points_bev_{name}.png", birds_eye_view(output.points))
+        nodes[name] = _node_summary(output, len(stamps))
+        output.evaluator.write_report(out / f"eval_{name}.json")
     return {
-        "drive": str(drive.path),
-        "model": result.model,
-        "frames_in": result.frames_published,
+        "frames_in": len(stamps),
+        "nodes": nodes,
+        "pictures": {"panel": str(out / "panel.png"),
+                     "depth_colored": str(out / "depth_colored"),
+                     "points_bev": {n: str(out / f"points_bev_{n}.png") for n in run.outputs},
+                     "video": str(out / "demo.mp4") if writer is not None else None},
+        "logs": {name: str(path) for name, path in run.node_logs.items()},
+    }
+
+
+def _node_summary(output, frames_in: int) -> dict:
+    latencies = np.asarray(output.latencies_ms) if output.latencies_ms else np.array([np.nan])
+    times = output.receive_times_s
+    duration = times[-1] - times[0] if len(times) > 1 else 0.0
+    evaluation = output.evaluator.summary()
+    # summary() is JSON-ready: a metric no pixel could score is None there.
+    metrics = {k: float("nan") if v is None else v for k, v in evaluation["metrics"].items()}
+    frames_out = len(output.depths)
+    return {
         "frames_out": frames_out,
-        "frames_lost_or_dropped": result.frames_published - frames_out,
-        "fps_in": round(result.fps_in, 2),
-        "fps_out": round((frames_out - 1) / duration, 2) if frames_out > 1 and duration > 0
-        else 0.0,
+        "frames_dropped": frames_in - frames_out,
+        "fps_out": round((frames_out - 1) / duration, 2) if duration > 0 else 0.0,
         "latency_ms_median": round(float(np.median(latencies)), 2),
         "latency_ms_p90": round(float(np.percentile(latencies, 90)), 2),
+        "frames_scored": evaluation["frames"],
         "abs_rel": round(metrics.get("abs_rel", float("nan")), 4),
         "delta1": round(metrics.get("a1", float("nan")), 4),
-        "metrics": {k: round(v, 4) for k, v in metrics.items()},
-        "pictures": {"depth_colored": str(depth_dir), "panel": str(out / "panel.png"),
-                     "points_bev": str(out / "points_bev.png")},
+        "rmse": round(metrics.get("rmse", float("nan")), 3),
+        "metrics": {k: round(v, 4) for k, v in metrics.items() if np.isfinite(v)},
     }
 
 

@@ -175,3 +175,18 @@ def median_scale(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> np.ndarr
     if not valid.any():
         return pred
     return pred * (np.median(np.asarray(gt)[valid]) / np.median(pred[valid]))
+
+
+def evaluation_metrics(pred: np.ndarray, gt: np.ndarray, crop: str | None = None,
+                       min_depth: float = 1e-3, max_depth: float = 80.0) -> dict[str, float]:
+    """One image's metrics as ``training/evaluate.py`` reports them: Eigen's (``depth_metrics``)
+    and the devkit's (``kitti_devkit_metrics``, keys prefixed ``devkit_``, the prediction
+    clipped to the range first), over the pixels with ground truth (> 0, not NaN) inside the
+    named ``crop`` (see ``eval_crop_mask``) and within (``min_depth``, ``max_depth``)."""
+    gt = np.asarray(gt)
+    height, width = gt.shape
+    in_range = (gt > min_depth) & (gt < max_depth) & eval_crop_mask(height, width, crop)
+    metrics = depth_metrics(pred, gt, mask=in_range, min_depth=min_depth, max_depth=max_depth)
+    devkit = kitti_devkit_metrics(np.clip(pred, min_depth, max_depth), gt, mask=in_range)
+    metrics.update({f"devkit_{k}": v for k, v in devkit.items()})
+    return metrics

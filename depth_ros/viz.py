@@ -31,13 +31,15 @@ def colorize_depth(depth_m: np.ndarray, min_depth_m: float | None = None,
     if not 0 < min_depth_m < max_depth_m:
         max_depth_m = min_depth_m * 1.01 + 1e-3 if min_depth_m > 0 else 1.0
         min_depth_m = max(min_depth_m, 1e-3)
-    inv = 1.0 / np.clip(depth[valid], min_depth_m, max_depth_m)
     inv_lo, inv_hi = 1.0 / max_depth_m, 1.0 / min_depth_m
-    scaled = np.zeros(depth.shape, dtype=np.uint8)
-    scaled[valid] = np.round(255.0 * (inv - inv_lo) / (inv_hi - inv_lo)).astype(np.uint8)
+    # Whole-image arithmetic, invalid pixels masked out at the end: boolean indexing at every
+    # step cost 20x as much (16 ms at 1216×352, the node's largest cost after inference).
+    with np.errstate(invalid="ignore"):  # NaN's cast value is dropped by the mask
+        inv = 1.0 / np.clip(depth, min_depth_m, max_depth_m)
+        scaled = np.round(255.0 * (inv - inv_lo) / (inv_hi - inv_lo)).astype(np.uint8)
     # TURBO maps 0 to dark blue (far) and 255 to dark red (near).
     colored = cv2.cvtColor(cv2.applyColorMap(scaled, colormap), cv2.COLOR_BGR2RGB)
-    out[valid] = colored[valid]
+    cv2.copyTo(colored, valid.view(np.uint8), out)
     return out
 
 

@@ -47,6 +47,7 @@ def generate_launch_description() -> LaunchDescription:
                 ("camera_info", camera_info_topic),
                 ("depth", depth_topic),
                 ("depth/camera_info", [depth_topic, "/camera_info"]),
+                ("depth/info", [depth_topic, "/info"]),
                 ("points", points_topic),
                 ("depth/colored", [depth_topic, "/colored"]),
             ],

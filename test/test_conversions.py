@@ -11,7 +11,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from depth_ros.geometry import PinholeCamera
+from depth_ros.geometry import PinholeCamera, backproject_depth
 from depth_ros.ros.conversions import (
     SUPPORTED_ENCODINGS,
     ConversionError,
@@ -147,6 +147,19 @@ def test_8bit_images_ignore_the_endianness_flag() -> None:
         ({"data": bytes(31)}, r"data length 31 != step 16 × height 2"),
         ({"width": 0}, "zero-size image 0×2"),
         ({"height": 0}, "zero-size image 5×0"),
+        ({"width": 0, "height": 0, "step": 0, "data": b""}, "zero-size image 0×0"),
+        ({"step": 0}, "step 0 < width 5 × 3 bytes"),
+        ({"data": b""}, r"data length 0 != step 16 × height 2"),
+        ({"data": bytes(48)}, r"data length 48 != step 16 × height 2"),
+        ({"encoding": "rgba8"}, "step 16 < width 5 × 4 bytes"),
+        ({"encoding": "rgba8", "step": 20}, r"data length 32 != step 20 × height 2"),
+        ({"encoding": "32FC1", "step": 20}, r"data length 32 != step 20 × height 2"),
+        ({"encoding": ""}, "unsupported encoding ''"),
+        ({"encoding": "RGB8"}, "unsupported encoding 'RGB8'"),
+        ({"encoding": "8UC3"}, "unsupported encoding '8UC3'"),
+        # A claimed size far beyond the data: refused before anything that large is made.
+        ({"width": 100_000, "height": 100_000, "step": 300_000},
+         r"data length 32 != step 300000 × height 100000"),
     ],
 )
 def test_bad_images_raise(change: dict, match: str) -> None:
@@ -208,7 +221,8 @@ def test_image_to_rgb_conversions(pad: int) -> None:
     assert np.shares_memory(out, message_bytes(msg))
 
 
-@pytest.mark.parametrize("encoding", ["32FC1", "16UC1", "mono16", "yuv422"])
+@pytest.mark.parametrize("encoding", ["32FC1", "16UC1", "mono16", "yuv422", "", "RGB8",
+                                      "rgb16", "bayer_rggb8", "jpeg"])
 def test_image_to_rgb_wants_colour(encoding: str) -> None:
     msg = Image(height=1, width=1, encoding=encoding, step=4, data=bytes(4))
     with pytest.raises(ConversionError, match="not a colour image"):
@@ -279,6 +293,9 @@ def test_camera_to_camera_info_rejects_unknown_model() -> None:
         ([500, 0, np.inf, 0, 500, 240, 0, 0, 1], (640, 480), "cx=inf"),
         ([500, 0, 320, 0, 500, 240, 0, 0, 1], (0, 480), "zero-size camera 0×480"),
         ([500, 0, 320, 0, 500, 240, 0, 0, 1], (640, 0), "zero-size camera 640×0"),
+        ([500, 0, 320, 0, np.inf, 240, 0, 0, 1], (640, 480), "fy=inf"),
+        ([-500, 0, 320, 0, 500, 240, 0, 0, 1], (640, 480), "fx=-500"),
+        ([500, 0, 320, 0, 500, np.nan, 0, 0, 1], (640, 480), "cy=nan"),
     ],
 )
 def test_bad_camera_info_raises(k: list, size: tuple[int, int], match: str) -> None:
@@ -367,6 +384,52 @@ def test_depth_to_pointcloud2_rejects(depth: np.ndarray, rgb: np.ndarray | None,
                                       match: str) -> None:
     with pytest.raises(ConversionError, match=match):
         depth_to_pointcloud2(depth, K_TEST, make_header(), rgb=rgb)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (37, 61)])
+def test_depth_to_pointcloud2_is_backproject_depth_bit_for_bit(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(11)
+    depth = rng.uniform(0.1, 90.0, shape).astype(np.float32)
+    holes = rng.random(shape) < 0.2
+    depth[holes] = rng.choice(np.array([np.nan, np.inf, -np.inf, 0.0, -1.0], np.float32),
+                              holes.sum())
+    K = np.array([[61.3, 0.0, 29.7], [0.0, 57.9, 17.2], [0.0, 0.0, 1.0]])  # noqa: N806
+    msg = depth_to_pointcloud2(depth, K, make_header())
+    points = np.frombuffer(msg.data, dtype=CLOUD_DTYPE).reshape(shape)
+    valid = ~holes
+    expected = backproject_depth(np.where(valid, depth, np.nan), K)
+    for i, name in enumerate("xyz"):
+        np.testing.assert_array_equal(points[name][valid], expected[..., i][valid])
+        assert np.isnan(points[name][holes]).all()
+    assert (points["rgb"] == 0).all()
+
+
+def test_depth_to_pointcloud2_follows_the_intrinsics_it_is_given() -> None:
+    # The rays are cached per intrinsics and size: a second camera must not get the first's.
+    depth = np.full((6, 8), 2.0, np.float32)
+    clouds = {}
+    for fx in (50.0, 100.0, 50.0):
+        K = np.array([[fx, 0.0, 4.0], [0.0, fx, 3.0], [0.0, 0.0, 1.0]])  # noqa: N806
+        msg = depth_to_pointcloud2(depth, K, make_header())
+        clouds.setdefault(fx, []).append(np.frombuffer(msg.data, dtype=CLOUD_DTYPE))
+    assert clouds[50.0][0]["x"][0] == pytest.approx(2.0 * (0 - 4.0) / 50.0)
+    assert clouds[100.0][0]["x"][0] == pytest.approx(2.0 * (0 - 4.0) / 100.0)
+    np.testing.assert_array_equal(clouds[50.0][0], clouds[50.0][1])
+    # A strided view and a 3×4 projection matrix give the same cloud as their copies.
+    wide = np.full((6, 16), 2.0, np.float32)
+    P = np.hstack([np.array([[50.0, 0.0, 4.0], [0.0, 50.0, 3.0], [0.0, 0.0, 1.0]]),  # noqa: N806
+                   np.zeros((3, 1))])
+    strided = depth_to_pointcloud2(wide[:, ::2], P, make_header())
+    assert bytes(strided.data) == clouds[50.0][0].tobytes()
+    with pytest.raises(ConversionError, match="K must be 3×3"):
+        depth_to_pointcloud2(depth, np.eye(4), make_header())
+
+
+def test_depth_to_pointcloud2_leaves_the_input_alone() -> None:
+    depth = np.array([[1.0, np.inf], [-1.0, 2.0]], np.float32)
+    before = depth.copy()
+    depth_to_pointcloud2(depth, K_TEST, make_header())
+    np.testing.assert_array_equal(depth, before)
 
 
 # A LiDAR-like point: fields out of order, an unaligned float64, padding inside and after.
@@ -482,6 +545,14 @@ def _broken(change: str) -> PointCloud2:
         msg.fields[2].count = 3
     elif change == "offset":
         msg.fields[2].offset = 30
+    elif change == "no_fields":
+        msg.fields = []
+    elif change == "no_z":
+        msg.fields = [f for f in msg.fields if f.name != "z"]
+    elif change == "point_step_0":
+        msg.point_step = 0
+    elif change == "no_data":
+        msg.data = b""
     return msg
 
 
@@ -495,8 +566,31 @@ def _broken(change: str) -> PointCloud2:
         ("count", ("x",), "field 'x' has count 3"),
         ("offset", ("x",), "overruns point_step 32"),
         ("none", (), "no field names"),
+        ("no_fields", ("x", "y", "z"), r"no field\(s\) \['x', 'y', 'z'\]; it has \[\]"),
+        ("no_z", ("x", "y", "z"), r"no field\(s\) \['z'\]"),
+        ("point_step_0", ("x",), "field 'x' at offset 8 .* overruns point_step 0"),
+        ("no_data", ("x",), "data length 0 != row_step 96 × height 2"),
     ],
 )
 def test_pointcloud2_to_array_rejects(change: str, names: tuple[str, ...], match: str) -> None:
     with pytest.raises(ConversionError, match=match):
         pointcloud2_to_array(_broken(change), names)
+
+
+def test_pointcloud2_to_array_nan_and_inf_points() -> None:
+    # Non-finite coordinates are read as they are; skip_nans drops NaN (inf is the caller's).
+    msg, _ = lidar_cloud(1, 4, 0, bigendian=False)
+    raw = np.frombuffer(msg.data, dtype=np.uint8).copy()
+    for index, value in [(0, np.nan), (2, np.inf)]:
+        start = index * LIDAR_POINT_STEP + 8  # x
+        raw[start:start + 4] = np.frombuffer(np.float32(value).tobytes(), np.uint8)
+    msg.data = raw.tobytes()
+    xyz = pointcloud2_to_array(msg)
+    assert np.isnan(xyz[0, 0]) and np.isinf(xyz[2, 0])
+    assert pointcloud2_to_array(msg, skip_nans=True).shape == (3, 3)
+
+
+def test_pointcloud2_to_array_empty_organised_cloud() -> None:
+    msg, _ = lidar_cloud(1, 3, 0, bigendian=False)
+    msg.height, msg.width, msg.row_step, msg.data = 0, 0, 0, b""
+    assert pointcloud2_to_array(msg).shape == (0, 3)

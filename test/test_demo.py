@@ -1,4 +1,5 @@
-"""`make demo`'s program on a short drive: it runs, scores the node and writes its pictures."""
+"""`make demo`'s program on a short drive: drive -> bag -> replay -> both nodes; it runs, scores
+both nodes against the bag's ground truth and writes its pictures, video and summary."""
 
 from __future__ import annotations
 
@@ -12,18 +13,32 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def test_demo_writes_summary_and_pictures(tmp_path):
+def test_demo_writes_summary_pictures_and_video(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "depth_ros.demo", "--out", str(out),
-                             "--frames", "8"], capture_output=True, text=True, timeout=300)
+                             "--frames", "10", "--rate", "0.5", "--domain-id", "61"],
+                            capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames_in"] == 8
-    # At 10 Hz the node keeps up; one frame may be lost to start-up discovery at most.
-    assert summary["frames_out"] >= 7, summary
-    assert 0 < summary["latency_ms_median"] < 1000
-    assert summary["abs_rel"] < 0.3 and summary["delta1"] > 0.6, summary
+    assert summary["frames_in"] == summary["bag_frames"] == 10
+    mono, fusion = summary["nodes"]["mono"], summary["nodes"]["fusion"]
+    for node in (mono, fusion):
+        # Newest-only nodes may drop frames on a busy machine (half the drive's rate here, as
+        # CI's two cores also run the player, both nodes and this collector), never most.
+        assert node["frames_out"] >= 5, summary
+        assert node["frames_scored"] == node["frames_out"], summary
+        assert 0 < node["latency_ms_median"] < 2000, summary
+        assert node["abs_rel"] < 0.2 and node["delta1"] > 0.75, summary
+        assert {"devkit_silog", "devkit_irmse"} <= set(node["metrics"]), summary
+    # The LiDAR is worth something: the fusion model beats the camera-only one.
+    assert fusion["abs_rel"] < mono["abs_rel"], summary
     panel = cv2.imread(summary["pictures"]["panel"])
-    assert panel is not None and panel.shape[0] > 3 * 300
-    assert len(list((out / "depth_colored").glob("*.png"))) == summary["frames_out"]
-    assert cv2.imread(summary["pictures"]["points_bev"]) is not None
+    assert panel is not None and panel.shape[0] > 4 * 300
+    for name in ("mono", "fusion"):
+        pngs = list((out / "depth_colored" / name).glob("*.png"))
+        assert len(pngs) == summary["nodes"][name]["frames_out"]
+        assert cv2.imread(summary["pictures"]["points_bev"][name]) is not None
+        report = json.loads((out / f"eval_{name}.json").read_text())
+        assert report["frames"] == summary["nodes"][name]["frames_scored"]
+    video = cv2.VideoCapture(summary["pictures"]["video"])
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 10

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import logging
 import os
+import re
 import subprocess
 import sys
 import types
@@ -41,6 +43,7 @@ from depth_ros.inference.tensorrt import (
     TensorRTUnavailable,
     keep_in_fp32,
     make_entropy_calibrator,
+    profile_covering,
     require_tensorrt,
 )
 from depth_ros.inference.trt_ops import TENSORRT_ONNX_OPS, unsupported_onnx_ops
@@ -230,6 +233,38 @@ def test_profile_check_names_the_shape_outside_it() -> None:
     with pytest.raises(ValueError, match="outside"):
         PROFILE.check({"image": (2, 3, 352, 1216)})
     assert isinstance(PROFILE, OptimizationProfile)
+
+
+def test_profile_covering_keeps_a_profile_that_fits() -> None:
+    assert profile_covering(PROFILE, {"image": (1, 3, 192, 640),
+                                      "sparse_depth": (1, 1, 192, 640)}, 32) is None
+    assert profile_covering(PROFILE, {"image": (1, 3, 384, 1280)}, 32) is None
+
+
+@pytest.mark.parametrize(("shape", "opt", "low", "high", "batch"), [
+    # Taller than the profile: a new one centred on the new size (half to twice).
+    ((1, 3, 416, 1216), (416, 1216), (224, 608), (832, 2432), (1, 1, 1)),
+    # Smaller (Depth Anything V2's per-frame sizes vary with the aspect ratio, stride 14).
+    ((1, 3, 96, 320), (96, 320), (64, 160), (192, 640), (1, 1, 1)),
+    # A larger batch: the batch range grows with it.
+    ((2, 3, 352, 1216), (352, 1216), (192, 608), (704, 2432), (1, 2, 2)),
+])
+def test_profile_covering_centres_a_new_profile_on_the_input(shape: tuple, opt: tuple,
+                                                             low: tuple, high: tuple,
+                                                             batch: tuple) -> None:
+    shapes = {"image": shape, "sparse_depth": (shape[0], 1, *shape[2:])}
+    wider = profile_covering(PROFILE, shapes, 32)
+    assert wider is not None and wider.input_names == ["image", "sparse_depth"]
+    item = wider["image"]
+    assert (item.min, item.opt, item.max) == ((batch[0], 3, *low), (batch[1], 3, *opt),
+                                              (batch[2], 3, *high))
+    assert wider["sparse_depth"].opt == (batch[1], 1, *opt)
+    wider.check(shapes)  # the new engine takes the input that asked for it
+
+
+def test_profile_covering_rejects_sizes_off_the_stride() -> None:
+    with pytest.raises(ValueError, match="multiples of the model's stride 32"):
+        profile_covering(PROFILE, {"image": (1, 3, 400, 1216)}, 32)
 
 
 @pytest.mark.parametrize(("layer_type", "name", "fp32"), [
@@ -516,3 +551,67 @@ def test_int8_engine_calibrates_from_a_drive(exported_models: dict[str, Path],
     out = backend.run(next(iter(data))["image"])
     assert out.shape == (1, 1, height, width) and np.isfinite(out).all()
     assert list((tmp_path / "engines").glob("*.calib"))
+
+
+# --- TensorRT behind DepthEstimator (GPU) -----------------------------------------------------
+
+@pytest.mark.gpu
+@needs_gpu
+def test_estimator_builds_the_engine_on_first_use_and_then_reuses_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from depth_ros.inference import DepthEstimator
+    from depth_ros.weights import DEFAULT_MONO_MODEL
+
+    cache = tmp_path / "engines"
+    with caplog.at_level(logging.INFO, logger="depth_ros.inference"):
+        estimator = DepthEstimator(DEFAULT_MONO_MODEL, backend="tensorrt", engine_cache=cache)
+    assert estimator.backend_name == "tensorrt[cuda:0,fp16]"
+    assert "building a TensorRT fp16 engine from" in caplog.text
+    assert re.search(r"TensorRT fp16 engine built in \d+\.\d s", caplog.text)
+    assert len(list(cache.glob("*.plan"))) == 1
+    rgb = np.random.default_rng(0).integers(0, 256, (375, 1242, 3), dtype=np.uint8)
+    reference = DepthEstimator(DEFAULT_MONO_MODEL, backend="onnxruntime",
+                               device="cpu").predict(rgb)
+    depth = estimator.predict(rgb)
+    assert np.abs(depth - reference).max() <= 3e-2 * reference.max()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="depth_ros.inference"):
+        auto = DepthEstimator(DEFAULT_MONO_MODEL, engine_cache=cache)  # auto: TensorRT first
+    assert auto.backend_family == "tensorrt" and auto.skipped_backends == []
+    assert "building" not in caplog.text and "engine cache hit" in caplog.text
+    assert "backend auto: tensorrt[cuda:0,fp16]" in caplog.text
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_input_size_outside_the_profile_switches_to_an_engine_for_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import onnxruntime as ort
+
+    from depth_ros.inference import DepthEstimator
+    from depth_ros.inference.tensorrt import TensorRTBackend
+    from depth_ros.weights import DEFAULT_MONO_MODEL
+
+    cache = tmp_path / "engines"
+    backend = TensorRTBackend(DEFAULT_MONO_MODEL, "fp32", input_size=(128, 416),
+                              cache_dir=cache)
+    first = backend.engine_path
+    assert backend.profile["image"].max == (1, 3, 256, 832)
+    image = np.random.default_rng(1).random((1, 3, 352, 1216), dtype=np.float32)
+    with caplog.at_level(logging.INFO, logger="depth_ros.inference"):
+        out = backend.run(image)  # 352 > 256: outside the first engine's profile
+    assert "outside the TensorRT engine's profile" in caplog.text
+    assert backend.engine_path != first and backend.profile["image"].opt == (1, 3, 352, 1216)
+    session = ort.InferenceSession(os.fspath(DEFAULT_MONO_MODEL),
+                                   providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"image": image})[0]
+    assert out.shape == expected.shape == (1, 1, 352, 1216)
+    assert np.abs(out - expected).max() <= 1e-3 * np.abs(expected).max()
+    strict = TensorRTBackend(DEFAULT_MONO_MODEL, "fp32", input_size=(128, 416),
+                             cache_dir=cache, rebuild_outside_profile=False)
+    with pytest.raises(ValueError, match="outside the engine's profile"):
+        strict.run(image)
+    # An estimator at KITTI size gets an engine centred on it from the start.
+    estimator = DepthEstimator(DEFAULT_MONO_MODEL, backend="tensorrt", precision="fp32",
+                               input_size=(352, 1216), engine_cache=cache)
+    assert estimator._backend.profile["image"].opt == (1, 3, 352, 1216)

@@ -15,6 +15,14 @@ from typing import Any
 
 import yaml
 
+from training.pseudo import PseudoConfig
+
+DATASETS = ("drives", "kitti_eigen", "kitti_completion", "nyu")
+REQUIRED_DATA_KEYS = {"drives": ("root",),
+                      "kitti_eigen": ("train_split", "val_split", "raw_root", "depth_root"),
+                      "kitti_completion": ("root", "raw_root"),
+                      "nyu": ("train_path", "val_path")}
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid."""
@@ -39,9 +47,29 @@ class SyntheticSplit:
 
 @dataclass
 class DataConfig:
-    """Where the drives are: ``<root>/train`` and ``<root>/val`` (KITTI raw layout)."""
+    """Which frames to train and validate on (``dataset``) and the network input size.
 
+    ``drives``: KITTI-layout drives under ``<root>/train`` and ``<root>/val``.
+    ``kitti_eigen``: the Eigen split lists ``train_split`` / ``val_split`` (BTS format) with
+    images under ``raw_root`` and ground truth under ``depth_root`` (data_depth_annotated).
+    ``kitti_completion``: ``<root>/train`` and ``<root>/val`` of data_depth_velodyne, images
+    under ``raw_root``, ground truth under ``<depth_root>/train`` and ``/val`` (empty: inside
+    root). KITTI frames are cut to the benchmark crop (352×1216), then resized (``crop:
+    resize``) or randomly cropped (``crop: random``; validation: the centre) to the input size.
+    ``nyu``: ``train_path`` / ``val_path``, each ``nyu_depth_v2_labeled.mat`` or a BTS sync
+    folder (with ``train_split`` / ``val_split`` lists, optional), resized or cropped likewise.
+    """
+
+    dataset: str = "drives"  # drives | kitti_eigen | kitti_completion | nyu
     root: str = "outputs/data/synthetic"
+    raw_root: str = ""  # KITTI raw tree (kitti_eigen, kitti_completion)
+    depth_root: str = ""  # data_depth_annotated (kitti_eigen, kitti_completion)
+    train_split: str = ""  # split list (kitti_eigen; nyu sync folders, optional)
+    val_split: str = ""
+    train_path: str = ""  # nyu: a labelled .mat file or a sync folder
+    val_path: str = ""
+    crop: str = "resize"  # resize | random: how real frames reach the input size
+    kb_crop: bool = True  # KITTI: cut to the benchmark's 352×1216 first
     synthetic: SyntheticSplit | None = None  # render the training drives if absent
     val_synthetic: SyntheticSplit | None = None  # held-out drives, other seeds
     image_width: int = 1242  # size the engine renders at
@@ -64,6 +92,12 @@ class AugmentConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
+    # Fusion models: the probability of a frame without any LiDAR (the model must then fall
+    # back to the image alone), and the fraction of LiDAR points kept in the others, drawn
+    # uniformly from [lidar_keep_min, lidar_keep_max] per frame (a sparser sensor).
+    lidar_drop_prob: float = 0.0
+    lidar_keep_min: float = 1.0
+    lidar_keep_max: float = 1.0
 
 
 @dataclass
@@ -122,10 +156,15 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    # Pseudo-labelled images mixed into every step (training/pseudo_label.py writes them).
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
 
     def validate(self) -> None:
         """Checks across fields that the types alone do not express."""
-        for key, allowed in (("optim.schedule", ("cosine", "poly")),
+        self.pseudo.validate(ConfigError)
+        for key, allowed in (("data.dataset", DATASETS),
+                             ("data.crop", ("resize", "random")),
+                             ("optim.schedule", ("cosine", "poly")),
                              ("device", ("auto", "cuda", "cpu")),
                              ("amp_dtype", ("float16", "bfloat16"))):
             value = self._get(key)
@@ -137,15 +176,33 @@ class TrainConfig:
                          ("optim.backbone_lr_factor", 0)):
             if self._get(key) < low:
                 raise ConfigError(f"{key} must be at least {low}, got {self._get(key)}")
+        augment = self.augment
+        if not 0.0 <= augment.lidar_drop_prob <= 1.0:
+            raise ConfigError(f"augment.lidar_drop_prob must be in [0, 1], got "
+                              f"{augment.lidar_drop_prob}")
+        if not 0.0 < augment.lidar_keep_min <= augment.lidar_keep_max <= 1.0:
+            raise ConfigError("augment.lidar_keep_min/lidar_keep_max must satisfy 0 < min <= "
+                              f"max <= 1, got {augment.lidar_keep_min}, "
+                              f"{augment.lidar_keep_max}")
         if not 0.0 <= self.optim.ema_decay < 1.0:
             raise ConfigError(f"optim.ema_decay must be in [0, 1), got {self.optim.ema_decay}")
         if self.data.input_height < 1 or self.data.input_width < 1:
             raise ConfigError("data.input_height and data.input_width must be positive")
+        self._validate_dataset()
         train, val = self.data.synthetic, self.data.val_synthetic
         if train and val and _overlap(train, val):
             raise ConfigError(
                 f"validation seeds {val.seed}..{val.seed + val.drives - 1} overlap training "
                 f"seeds {train.seed}..{train.seed + train.drives - 1}")
+
+    def _validate_dataset(self) -> None:
+        data = self.data
+        for key in REQUIRED_DATA_KEYS[data.dataset]:
+            if not getattr(data, key):
+                raise ConfigError(f"data.dataset {data.dataset} needs data.{key}")
+        if data.dataset != "drives" and data.zero_depth_is_far:
+            raise ConfigError(f"data.zero_depth_is_far is for rendered ground truth; in "
+                              f"{data.dataset} 0 means no measurement: set it to false")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML- and checkpoint-safe)."""
@@ -175,6 +232,11 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
         return _build(hint, value, key + ".")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (inner,) = typing.get_args(hint)
+        return [_check_type(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")

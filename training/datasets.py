@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from depth_ros.geometry import resize_sparse_depth
 from depth_ros.inference.estimator import resize_rgb
-from depth_ros.kitti import KittiDrive, find_drives
+from depth_ros.kitti import KittiDrive, find_drives, read_depth_png
 from depth_ros.readers import (
     DepthFrame,
     KittiCompletionSplit,
@@ -31,6 +32,7 @@ from depth_ros.readers import (
     KittiValSelection,
     NyuLabeled,
     NyuSync,
+    RawDrive,
 )
 from training.config import AugmentConfig, SyntheticSplit
 from training.transforms import Sample, to_tensors
@@ -63,19 +65,35 @@ def resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
 @dataclass
 class FrameArrays:
     """Resized frames: ``rgb`` N×H×W×3 uint8, ``depth`` N×H×W float32 metres (0 = no data),
-    ``focal_px`` N float64 (fx at the resized resolution)."""
+    ``focal_px`` N float64 (fx at the resized resolution), ``sparse`` N×H×W float32 LiDAR
+    metres (0 = no return) or None when loaded without LiDAR."""
 
     rgb: np.ndarray
     depth: np.ndarray
     focal_px: np.ndarray
+    sparse: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rgb)
 
 
+def drive_sparse_depth(drive: RawDrive, index: int) -> np.ndarray:
+    """The index-th frame's LiDAR as a full-size sparse depth image: the drive's
+    ``proj_depth/velodyne_raw`` PNG, else its velodyne scan projected into the camera."""
+    path = drive.velodyne_raw_path(index)
+    if path.is_file():
+        return read_depth_png(path)
+    if drive.has_velodyne():
+        return drive.sparse_depth(index)
+    raise FileNotFoundError(f"no LiDAR for frame {drive.frames[index]} of {drive.path}: "
+                            f"neither {path} nor velodyne_points with calib_velo_to_cam.txt")
+
+
 def load_frames(drives: Sequence[KittiDrive], height: int, width: int,
-                threads: int = 1) -> FrameArrays:
-    """Decode and resize every frame with ground truth from ``drives``."""
+                threads: int = 1, sparse: bool = False) -> FrameArrays:
+    """Decode and resize every frame with ground truth from ``drives``; with ``sparse`` also
+    its LiDAR (see ``drive_sparse_depth``), resized without losing points."""
+    drives = [RawDrive(d.path, d.camera) for d in drives]
     jobs = [(drive, i) for drive in drives for i in range(len(drive))
             if drive.groundtruth_path(i).is_file()]
     if not jobs:
@@ -83,30 +101,46 @@ def load_frames(drives: Sequence[KittiDrive], height: int, width: int,
                                 + ", ".join(str(d.path) for d in drives))
     focal = {drive.path: drive.camera_model().resized(width, height).fx for drive in drives}
 
-    def load(job: tuple[KittiDrive, int]) -> tuple[np.ndarray, np.ndarray]:
+    def load(job: tuple[RawDrive, int]) -> tuple[np.ndarray, ...]:
         drive, i = job
-        return (resize_rgb(drive.rgb(i), width, height),
-                resize_depth(drive.groundtruth(i), width, height))
+        out = (resize_rgb(drive.rgb(i), width, height),
+               resize_depth(drive.groundtruth(i), width, height))
+        if sparse:
+            out += (resize_sparse_depth(drive_sparse_depth(drive, i), width, height),)
+        return out
 
     # OpenCV releases the GIL while decoding and resizing, so threads do run in parallel.
     with ThreadPoolExecutor(max(threads, 1)) as pool:
         frames = list(pool.map(load, jobs))
     return FrameArrays(np.stack([f[0] for f in frames]), np.stack([f[1] for f in frames]),
-                       np.array([focal[d.path] for d, _ in jobs]))
+                       np.array([focal[d.path] for d, _ in jobs]),
+                       np.stack([f[2] for f in frames]) if sparse else None)
 
 
+
+
+@dataclass
+class DataSplits:
+    """A configuration's training and validation sets, the focal length their depth is
+    expressed for (the model's ``train_focal_px``) and a line describing them."""
+
+    train: Dataset
+    val: Dataset
+    canonical_focal_px: float
+    description: str
 
 
 class DepthFrames(Dataset):
-    """Frames as ``(image 3×H×W float32 in [0, 1], depth 1×H×W float32 metres)`` pairs.
+    """Frames as ``(image 3×H×W float32 in [0, 1], depth 1×H×W float32 metres)`` pairs, or
+    ``(image, depth, sparse_depth 1×H×W)`` triples when the frames carry LiDAR.
 
-    Depth is rescaled to ``canonical_focal_px`` (``depth · canonical / fx``: what a camera
-    with that focal length would need for the same picture); 0 stays 'no data'.
+    Depth and LiDAR are rescaled to ``canonical_focal_px`` (``depth · canonical / fx``: what a
+    camera with that focal length would need for the same picture); 0 stays 'no data'.
 
     Args:
         frames: the resized frames.
         canonical_focal_px: the focal length the model learns depth for.
-        augment: random flip and colour jitter; None for validation.
+        augment: random flip, colour jitter and LiDAR thinning; None for validation.
     """
 
     def __init__(self, frames: FrameArrays, canonical_focal_px: float,
@@ -118,34 +152,58 @@ class DepthFrames(Dataset):
     def __len__(self) -> int:
         return len(self.frames)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         image = torch.from_numpy(self.frames.rgb[index]).permute(2, 0, 1).float() / 255.0
-        scale = self.canonical_focal_px / self.frames.focal_px[index]
-        depth = torch.from_numpy(self.frames.depth[index] * np.float32(scale))[None]
+        scale = np.float32(self.canonical_focal_px / self.frames.focal_px[index])
+        depth = torch.from_numpy(self.frames.depth[index] * scale)[None]
+        if self.frames.sparse is None:
+            if self.augment is not None:
+                image, depth = augment_pair(image, depth, self.augment)
+            return image, depth
+        sparse = torch.from_numpy(self.frames.sparse[index] * scale)[None]
         if self.augment is not None:
-            image, depth = augment_pair(image, depth, self.augment)
-        return image, depth
+            image, depth, sparse = augment_pair(image, depth, self.augment, sparse)
+            sparse = augment_lidar(sparse, self.augment)
+        return image, depth, sparse
 
 
 def _uniform(spread: float) -> float:
     return 1.0 + spread * (2.0 * torch.rand(()).item() - 1.0)
 
 
-def augment_pair(image: torch.Tensor, depth: torch.Tensor, config: AugmentConfig
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random horizontal flip (both) and brightness/contrast/saturation jitter (image only).
+def augment_pair(image: torch.Tensor, depth: torch.Tensor, config: AugmentConfig,
+                 sparse: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """Random horizontal flip (image, depth and ``sparse`` if given) and
+    brightness/contrast/saturation jitter (image only); returns ``(image, depth)``, or
+    ``(image, depth, sparse)`` when ``sparse`` is given.
 
     Draws from torch's global generator, which the trainer seeds and checkpoints.
     """
     if torch.rand(()).item() < config.hflip_prob:
         image, depth = image.flip(-1), depth.flip(-1)
+        sparse = None if sparse is None else sparse.flip(-1)
     # Rec. 601 luma, as torchvision's colour jitter uses.
     gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
     image = image * _uniform(config.brightness)
     image = (image - gray.mean()) * _uniform(config.contrast) + gray.mean()
     gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
     image = (image - gray) * _uniform(config.saturation) + gray
-    return image.clamp(0.0, 1.0), depth
+    if sparse is None:
+        return image.clamp(0.0, 1.0), depth
+    return image.clamp(0.0, 1.0), depth, sparse
+
+
+def augment_lidar(sparse: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
+    """With probability ``lidar_drop_prob`` no LiDAR at all (all zeros); else each return kept
+    with probability f, f drawn from [``lidar_keep_min``, ``lidar_keep_max``] (a sparser
+    sensor). Draws from torch's global generator."""
+    if config.lidar_drop_prob > 0 and torch.rand(()).item() < config.lidar_drop_prob:
+        return torch.zeros_like(sparse)
+    if config.lidar_keep_min >= 1.0:
+        return sparse
+    keep = config.lidar_keep_min + (config.lidar_keep_max - config.lidar_keep_min) * float(
+        torch.rand(()).item())
+    return torch.where(torch.rand(sparse.shape) < keep, sparse, torch.zeros_like(sparse))
 
 
 class EpochSampler(Sampler[int]):

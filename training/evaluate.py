@@ -46,9 +46,7 @@ from depth_ros.kitti import KittiFormatError, find_drives  # noqa: E402
 from depth_ros.metrics import (  # noqa: E402
     DEVKIT_METRIC_NAMES,
     METRIC_NAMES,
-    depth_metrics,
-    eval_crop_mask,
-    kitti_devkit_metrics,
+    evaluation_metrics,
     mean_metrics,
     median_scale,
 )
@@ -167,19 +165,13 @@ def evaluate(estimator: DepthEstimator, reader: FrameReader, dataset: str = "eng
             raise EvaluationError(f"{frame.name}: no ground truth to evaluate against")
         gt = frame.depth
         height, width = gt.shape
-        mask = (gt > 0) & eval_crop_mask(height, width, crop)
         predictions = {"model": predict_frame(estimator, frame, align)}
         if dataset == "engine" and not (gt > 0).all():
             sky_far.append(float(np.mean(predictions["model"][gt <= 0] >= SKY_FAR_M)))
         for name, small in (baselines or {}).items():
             predictions[name] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
         for name, pred in predictions.items():
-            in_range = mask & (gt > min_depth) & (gt < max_depth)
-            metrics = depth_metrics(pred, gt, mask=in_range, min_depth=min_depth,
-                                    max_depth=max_depth)
-            devkit = kitti_devkit_metrics(np.clip(pred, min_depth, max_depth), gt, mask=in_range)
-            metrics.update({f"devkit_{k}": v for k, v in devkit.items()})
-            per_image[name].append(metrics)
+            per_image[name].append(evaluation_metrics(pred, gt, crop, min_depth, max_depth))
     results = {name: mean_metrics(values) for name, values in per_image.items()}
     results["model"]["frames"] = len(per_image["model"])
     if sky_far:

@@ -1,6 +1,9 @@
-"""Train a depth model.
+"""Train a depth model (mono, or fusion with LiDAR) on engine drives, KITTI or NYU.
 
     python training/train.py --config config/train/mono_synthetic.yaml [key.sub=value ...]
+    python training/train.py --config config/train/fusion_synthetic.yaml   # RGB + LiDAR
+    python training/train.py --config config/train/kitti_eigen.yaml \
+        data.raw_root=/data/kitti_raw data.depth_root=/data/data_depth_annotated
     python training/train.py --config ... --resume             # from runs/<name>/last.pt
     python training/train.py --config ... --resume path/to.pt
     python training/train.py --config ... --resume auto        # newest complete, if any

@@ -1,5 +1,9 @@
 """The training loop: data, model, optimiser, validation each epoch, atomic checkpoints.
 
+Mono models are fed the image, fusion models the image and its sparse LiDAR depth
+(``training.inputs``); the sets come from ``training.data_sources`` (engine drives, KITTI,
+NYU).
+
 One process, or one per device under ``torchrun`` (``training.distributed``): the model is
 wrapped in ``DistributedDataParallel``, ``EpochSampler`` shards each epoch's permutation,
 validation is sharded and its per-image metrics gathered, and rank 0 alone writes. Mixed
@@ -24,7 +28,6 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from depth_ros.kitti import KittiFormatError, find_drives
 from depth_ros.metrics import depth_metrics, mean_metrics
 from depth_ros.models import ModelMetadata, create_model
 from training.checkpoint import (
@@ -37,16 +40,20 @@ from training.checkpoint import (
     step_checkpoint_name,
 )
 from training.config import ConfigError, TrainConfig, save_config
-from training.datasets import (
-    DepthFrames,
-    EpochSampler,
-    ensure_synthetic_drives,
-    load_frames,
-    seed_worker,
-)
+from training.data_sources import build_datasets
+from training.datasets import EpochSampler, seed_worker
 from training.distributed import DistContext, resolve_device, wrap_model
+from training.inputs import needs_lidar, network_inputs, split_batch
 from training.losses import SiLogLoss
 from training.optim import build_optimizer, lr_factor, set_lr
+from training.pseudo import (
+    PseudoBatch,
+    PseudoBatchStream,
+    PseudoLabelError,
+    PseudoLabelFrames,
+    mix_batches,
+    pseudo_label_loss,
+)
 from training.run_log import RunLog, require_tensorboard
 
 LOG = logging.getLogger("depth_ros.training")
@@ -94,7 +101,7 @@ def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
 
 
 class Trainer:
-    """Trains ``config.model`` on the drives of ``config.data``; writes to ``run_dir``.
+    """Trains ``config.model`` on the frames of ``config.data``; writes to ``run_dir``.
 
     Files in the run directory: ``config.yaml`` (merged configuration), ``last.pt`` and
     ``best.pt`` (lowest validation AbsRel), ``step_<step>.pt`` (every ``checkpoint_every``
@@ -124,7 +131,17 @@ class Trainer:
             # The same initial weights everywhere (DDP broadcasts rank 0's anyway), then a
             # random stream of its own for each rank's augmentation.
             torch.manual_seed(config.seed + self.dist.rank)
-        self.train_set, self.val_set = self._datasets()
+        data = build_datasets(config, self.dist, needs_lidar(self.model))
+        self.train_set, self.val_set = data.train, data.val
+        self.pseudo_set = None
+        if config.pseudo.active:
+            try:
+                self.pseudo_set = PseudoLabelFrames(config.pseudo.dirs, config.data.input_height,
+                                                    config.data.input_width, config.pseudo)
+            except (PseudoLabelError, FileNotFoundError) as exc:
+                raise ConfigError(f"pseudo.dirs: {exc}") from exc
+            LOG.info("pseudo-labelled: %d %s images, %d per labelled image in each step",
+                     len(self.pseudo_set), self.pseudo_set.label_kind, config.pseudo.ratio)
         self.accumulate_steps = config.optim.accumulate_steps
         # What one rank loads per optimiser step: accumulate_steps micro-batches.
         self.step_batch = config.batch_size * self.accumulate_steps
@@ -150,8 +167,8 @@ class Trainer:
             stride=self.model.stride, train_input_height=config.data.input_height,
             train_input_width=config.data.input_width, min_depth_m=self.model.min_depth_m,
             max_depth_m=self.model.max_depth_m,
-            train_focal_px=round(self.train_set.canonical_focal_px, 4),
-            train_data=config.train_data or self._describe_data(), version=config.version,
+            train_focal_px=round(data.canonical_focal_px, 4),
+            train_data=config.train_data or data.description, version=config.version,
             model_kwargs=json.loads(json.dumps(config.model.kwargs)))
         self.step = 0
         self.lr = config.optim.lr  # the scheduled lr of the last step (backbone: × factor)
@@ -161,56 +178,12 @@ class Trainer:
         self.last_val: dict[str, float] = {}
         self.log = RunLog(self.run_dir, enabled=False)
         self._panel: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._pseudo_losses: list[float] = []  # per micro-batch, unweighted
 
     @property
     def eval_model(self) -> torch.nn.Module:
         """What is validated, deployed and saved as ``state_dict``: the EMA when on."""
         return self.model if self.ema is None else self.ema.module
-
-    # Data ---------------------------------------------------------------------------------
-
-    def _split_root(self, split: str) -> Path:
-        return Path(self.config.data.root) / split
-
-    def _datasets(self) -> tuple[DepthFrames, DepthFrames]:
-        data = self.config.data
-        splits = (("train", data.synthetic), ("val", data.val_synthetic))
-        # Rank 0 renders what is missing while the others wait: one writer per drive.
-        for split, synthetic in splits:
-            if synthetic is not None and self.dist.is_main:
-                LOG.info("%s drives: %d synthetic (seeds %d..%d, %d frames) under %s", split,
-                         synthetic.drives, synthetic.seed, synthetic.seed + synthetic.drives - 1,
-                         synthetic.frames, self._split_root(split))
-                ensure_synthetic_drives(self._split_root(split), synthetic, data.image_width,
-                                        data.image_height, data.render_workers)
-        self.dist.barrier()
-        frames = {}
-        for split, _ in splits:
-            try:
-                drives = find_drives(self._split_root(split))
-                t0 = time.monotonic()
-                frames[split] = load_frames(drives, data.input_height, data.input_width,
-                                            data.load_threads)
-            except (KittiFormatError, FileNotFoundError) as exc:
-                raise ConfigError(f"{split} data: {exc}") from exc
-            LOG.info("%s: %d frames from %d drives loaded in %.1f s", split,
-                     len(frames[split]), len(drives), time.monotonic() - t0)
-        # One canonical focal for both splits: the one the model learns and reports.
-        focal = float(np.median(frames["train"].focal_px))
-        return (DepthFrames(frames["train"], focal, self.config.augment),
-                DepthFrames(frames["val"], focal, None))
-
-    def _describe_data(self) -> str:
-        data = self.config.data
-        parts = []
-        for split, synthetic in (("train", data.synthetic), ("val", data.val_synthetic)):
-            if synthetic is None:
-                parts.append(f"{split}: drives under {self._split_root(split)}")
-            else:
-                parts.append(f"{split}: {synthetic.drives} drives x {synthetic.frames} frames, "
-                             f"seeds {synthetic.seed}..{synthetic.seed + synthetic.drives - 1}")
-        source = "depth_ros synthetic engine" if data.synthetic else "KITTI-format drives"
-        return f"{source} ({data.image_width}x{data.image_height}); " + "; ".join(parts)
 
     # Checkpoints --------------------------------------------------------------------------
 
@@ -299,12 +272,29 @@ class Trainer:
 
     # Training -----------------------------------------------------------------------------
 
-    def _loss(self, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        image = image.to(self.device, non_blocking=True)
-        depth = depth.to(self.device, non_blocking=True)
+    def _loss(self, batch: Sequence[torch.Tensor], pseudo: PseudoBatch | None = None
+              ) -> torch.Tensor:
+        inputs = network_inputs(self.model, batch, self.device)
+        depth = batch[1].to(self.device, non_blocking=True)
+        labelled = len(depth)
+        if pseudo is not None:
+            # One forward over labelled and pseudo-labelled images: under DDP two forwards
+            # before one backward would need find_unused_parameters and cost a second sync.
+            pseudo = pseudo.to(self.device, non_blocking=True)
+            extra = [pseudo.image]
+            if len(inputs) > 1:  # fusion students see no LiDAR on unlabelled images
+                extra.append(torch.zeros_like(pseudo.label))
+            inputs = tuple(torch.cat([a, b]) for a, b in zip(inputs, extra, strict=True))
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            pred = self.net(image)
+            pred = self.net(*inputs)
         pred = pred.float()  # the loss takes logarithms: in float32
+        pseudo_loss = None
+        if pseudo is not None:
+            pred, pred_pseudo = pred[:labelled], pred[labelled:]
+            pseudo_loss = pseudo_label_loss(
+                pred_pseudo, pseudo.label, pseudo.mask, pseudo.kind, pseudo.region,
+                self.config.loss.silog_lambda, self.config.pseudo.ssi_method,
+                (self.model.min_depth_m, self.model.max_depth_m))
         # Ground truth beyond the model's range becomes its bound (far buildings should read
         # "far", not be ignored); 0 is "no data" and stays out of the loss unless the data
         # says it means "far" (rendered sky), which must not come out as a near obstacle.
@@ -312,11 +302,19 @@ class Trainer:
             depth = torch.where(depth > 0, depth, torch.full_like(depth, self.model.max_depth_m))
         valid = depth > 0
         target = depth.clamp(self.model.min_depth_m, self.model.max_depth_m)
-        return self.loss_fn(pred, target, valid)
+        loss = self.loss_fn(pred, target, valid)
+        if pseudo_loss is not None:
+            self._pseudo_losses.append(pseudo_loss.item())
+            loss = loss + self.config.pseudo.loss_weight * pseudo_loss
+        return loss
 
-    def train_step(self, image: torch.Tensor, depth: torch.Tensor) -> float:
-        """One optimiser step on a batch, in ``accumulate_steps`` micro-batches; returns the
-        mean loss. Every rank calls it (gradients are averaged over the ranks)."""
+    def train_step(self, image: torch.Tensor, depth: torch.Tensor,
+                   sparse_depth: torch.Tensor | None = None,
+                   pseudo: PseudoBatch | None = None) -> float:
+        """One optimiser step on a batch (``sparse_depth``: the LiDAR input of fusion models;
+        ``pseudo``: pseudo-labelled images trained alongside), in ``accumulate_steps``
+        micro-batches; returns the mean loss. Every rank calls it (gradients are averaged over
+        the ranks)."""
         self.net.train()
         self.lr = self.config.optim.lr * lr_factor(self.step, self.total_steps,
                                                    self.config.optim)
@@ -325,15 +323,17 @@ class Trainer:
         self.loss_fn.calls.fill_(self.step)
         self.loss_fn.train()
         self.optimizer.zero_grad(set_to_none=True)
-        micro = list(zip(image.tensor_split(self.accumulate_steps),
-                         depth.tensor_split(self.accumulate_steps), strict=True))
+        batch = (image, depth) if sparse_depth is None else (image, depth, sparse_depth)
+        micro = split_batch(batch, self.accumulate_steps)
+        pseudo_micro = (pseudo.split(self.accumulate_steps) if pseudo is not None
+                        else [None] * len(micro))
         losses = []
-        for i, (micro_image, micro_depth) in enumerate(micro):
+        for i, (micro_batch, micro_pseudo) in enumerate(zip(micro, pseudo_micro, strict=True)):
             # Gradients are averaged over the ranks once per step, in the last backward.
             no_sync = getattr(self.net, "no_sync", None)
             sync = no_sync is None or i == len(micro) - 1
             with contextlib.nullcontext() if sync else no_sync():
-                loss = self._loss(micro_image, micro_depth)
+                loss = self._loss(micro_batch, micro_pseudo)
                 value = loss.item()
                 # All ranks stop together, or the others would wait for them forever.
                 if self.dist.any(not math.isfinite(value)):
@@ -369,9 +369,10 @@ class Trainer:
         loader = DataLoader(shard, batch_size=self.config.batch_size, shuffle=False,
                             generator=torch.Generator())
         per_image = []
-        for image, depth in loader:
+        for batch in loader:
+            image, depth = batch[0], batch[1]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                pred = model(image.to(self.device))
+                pred = model(*network_inputs(model, batch, self.device))
             pred = pred.float().cpu()
             if not per_image:
                 self._panel = (image[0], pred[0], depth[0])
@@ -430,6 +431,14 @@ class Trainer:
             LOG.info("nothing to do: step %d >= %d", self.step, self.total_steps)
             return {}
         loader, sampler = self._train_loader()
+        pseudo_stream = None
+        if self.pseudo_set is not None:
+            # Batch k of the stream depends on (seed, rank, k) alone: resuming continues it.
+            pseudo_stream = iter(PseudoBatchStream(
+                self.pseudo_set, self.step_batch, self.config.pseudo, self.config.seed,
+                self.dist.rank, self.dist.world_size, start_step=self.step,
+                num_workers=self.config.data.num_workers,
+                pin_memory=self.device.type == "cuda"))
         self.log = RunLog(self.run_dir, self.dist.is_main, self.config.tensorboard)
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0,
@@ -443,14 +452,17 @@ class Trainer:
                 loader.generator.manual_seed(
                     _loader_seed(self.config.seed, self.dist.rank, epoch, offset))
                 bar.set_description(f"epoch {epoch}")
-                for image, depth in loader:
-                    losses.append(self.train_step(image, depth))
+                for batch, pseudo in mix_batches(loader, pseudo_stream):
+                    losses.append(self.train_step(*batch, pseudo=pseudo))
                     self.elapsed_s = time.monotonic() - t_start
                     bar.update(1)
                     if self.step % self.config.log_every == 0:
                         loss = float(np.mean(losses[-self.config.log_every:]))
                         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.lr:.2e}", refresh=False)
                         self.log.scalars({"train/loss": loss, "train/lr": self.lr}, self.step)
+                        if self._pseudo_losses:
+                            self.log.scalars({"train/pseudo_loss": float(np.mean(
+                                self._pseudo_losses[-self.config.log_every:]))}, self.step)
                     self._after_step(self.step % self.steps_per_epoch == 0,
                                      float(np.mean(losses[-self.steps_per_epoch:])), epoch)
                     if self.step >= self.total_steps:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from depth_ros.geometry import PinholeCamera
+from depth_ros.geometry import PinholeCamera, resize_sparse_depth
 
 Sample = dict[str, np.ndarray]
 DEPTH_KEYS = ("depth", "sparse_depth")
@@ -54,20 +54,6 @@ def hflip(sample: Sample) -> Sample:
     return out
 
 
-def _resize_sparse(depth: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Move each valid pixel to the nearest target pixel centre, nearest depth winning: every
-    LiDAR point survives a downscale and none is smeared over several pixels by an upscale."""
-    src_h, src_w = depth.shape
-    v, u = np.nonzero(depth > 0)
-    z = depth[v, u]
-    tu = np.clip(np.round((u + 0.5) * (width / src_w) - 0.5), 0, width - 1).astype(np.int64)
-    tv = np.clip(np.round((v + 0.5) * (height / src_h) - 0.5), 0, height - 1).astype(np.int64)
-    out = np.full(height * width, np.inf, dtype=np.float32)
-    np.minimum.at(out, tv * width + tu, z)
-    out[np.isinf(out)] = 0.0
-    return out.reshape(height, width)
-
-
 def resize(sample: Sample, width: int, height: int) -> Sample:
     """Resize to ``width × height``: RGB interpolated, ground truth by nearest pixel centre,
     sparse depth scattered point by point; K as ``PinholeCamera.resized`` (pixel centres)."""
@@ -80,7 +66,7 @@ def resize(sample: Sample, width: int, height: int) -> Sample:
         out["depth"] = cv2.resize(sample["depth"], (width, height),
                                   interpolation=cv2.INTER_NEAREST_EXACT)
     if "sparse_depth" in sample:
-        out["sparse_depth"] = _resize_sparse(sample["sparse_depth"], width, height)
+        out["sparse_depth"] = resize_sparse_depth(sample["sparse_depth"], width, height)
     out["K"] = PinholeCamera.from_K(sample["K"], src_w, src_h).resized(width, height).K
     return out
 
@@ -127,6 +113,18 @@ class RandomCrop:
         top = int(torch.randint(full_h - self.height + 1, ()).item())
         left = int(torch.randint(full_w - self.width + 1, ()).item())
         return crop(sample, top, left, self.height, self.width)
+
+
+class CenterCrop:
+    """The central ``height × width`` crop (the deterministic twin of ``RandomCrop``)."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.height, self.width = height, width
+
+    def __call__(self, sample: Sample) -> Sample:
+        full_h, full_w = _size(sample)
+        return crop(sample, (full_h - self.height) // 2, (full_w - self.width) // 2,
+                    self.height, self.width)
 
 
 class RandomHorizontalFlip:
@@ -212,3 +210,125 @@ def to_tensors(sample: Sample) -> dict[str, torch.Tensor]:
         out["depth_mask" if key == "depth" else "sparse_mask"] = depth > 0
     out["K"] = torch.from_numpy(np.asarray(sample["K"], dtype=np.float32))
     return out
+
+
+# --- Strong perturbations for pseudo-labelled samples (Depth Anything's data engine) ----------
+# Photometric ones take the same numpy samples as above and touch ``rgb`` only; CutMix works on
+# collated N×C×H×W tensors and draws from an explicit ``torch.Generator``, so a training step
+# can redraw exactly the same boxes when it is resumed.
+
+
+class RandomApply:
+    """Apply ``transforms`` in order with probability ``prob``, else none of them."""
+
+    def __init__(self, transforms: Sequence[Callable[[Sample], Sample]], prob: float) -> None:
+        self.transform = Compose(transforms)
+        self.prob = prob
+
+    def __call__(self, sample: Sample) -> Sample:
+        return self.transform(sample) if torch.rand(()).item() < self.prob else sample
+
+
+class RandomGrayscale:
+    """Replace the RGB by its Rec. 601 luma in all three channels with probability ``prob``."""
+
+    def __init__(self, prob: float = 0.2) -> None:
+        self.prob = prob
+
+    def __call__(self, sample: Sample) -> Sample:
+        if torch.rand(()).item() >= self.prob:
+            return sample
+        rgb = sample["rgb"].astype(np.float32)
+        luma = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return {**sample, "rgb": np.repeat(luma[..., None], 3, axis=2)}
+
+
+class HueJitter:
+    """Rotate the hue by a fraction of the colour circle drawn from [−hue, hue] (hue ≤ 0.5)."""
+
+    def __init__(self, hue: float = 0.1) -> None:
+        if not 0.0 <= hue <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5], got {hue}")
+        self.hue = hue
+
+    def __call__(self, sample: Sample) -> Sample:
+        shift = _uniform(-self.hue, self.hue) * 360.0
+        if self.hue == 0.0:
+            return sample
+        # OpenCV's float HSV: hue in degrees [0, 360), saturation and value in [0, 1].
+        hsv = cv2.cvtColor(np.clip(sample["rgb"].astype(np.float32), 0.0, 1.0),
+                           cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(shift), 360.0)
+        return {**sample, "rgb": np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0.0, 1.0)}
+
+
+def cutmix_partners(count: int, generator: torch.Generator) -> torch.Tensor:
+    """For each of ``count`` samples the index of another one (a random cycle through the batch,
+    so no sample is its own partner when ``count`` ≥ 2)."""
+    order = torch.randperm(count, generator=generator)
+    partners = torch.empty(count, dtype=torch.long)
+    partners[order] = order.roll(-1)
+    return partners
+
+
+def cutmix_boxes(count: int, height: int, width: int, generator: torch.Generator,
+                 prob: float = 0.5, area: tuple[float, float] = (0.02, 0.4),
+                 aspect: tuple[float, float] = (0.3, 1 / 0.3)) -> torch.Tensor:
+    """One rectangle per sample as a count×1×H×W bool mask (all false for samples it skips).
+
+    With probability ``prob`` a sample gets a box whose area is a fraction drawn uniformly from
+    ``area`` of the image and whose height/width ratio is log-uniform in ``aspect``, placed
+    uniformly where it fits (UniMatch's CutMix box, which Depth Anything uses). Five numbers
+    are drawn per sample whatever happens, so the stream of draws depends on ``count`` only.
+    """
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"prob must be in [0, 1], got {prob}")
+    if not 0.0 < area[0] <= area[1] <= 1.0 or not 0.0 < aspect[0] <= aspect[1]:
+        raise ValueError(f"need 0 < area low <= high <= 1 and 0 < aspect low <= high, got "
+                         f"{area}, {aspect}")
+    draws = torch.rand(count, 5, generator=generator, dtype=torch.float64)
+    boxes = torch.zeros(count, 1, height, width, dtype=torch.bool)
+    log_low, log_high = np.log(aspect[0]), np.log(aspect[1])
+    for i, (apply, a, r, y, x) in enumerate(draws.tolist()):
+        if apply >= prob:
+            continue
+        size = (area[0] + (area[1] - area[0]) * a) * height * width
+        ratio = float(np.exp(log_low + (log_high - log_low) * r))
+        box_h = int(min(max(round(np.sqrt(size * ratio)), 1), height))
+        box_w = int(min(max(round(np.sqrt(size / ratio)), 1), width))
+        top = min(int(y * (height - box_h + 1)), height - box_h)
+        left = min(int(x * (width - box_w + 1)), width - box_w)
+        boxes[i, :, top:top + box_h, left:left + box_w] = True
+    return boxes
+
+
+def cutmix(tensors: Sequence[torch.Tensor], generator: torch.Generator, prob: float = 0.5,
+           area: tuple[float, float] = (0.02, 0.4), aspect: tuple[float, float] = (0.3, 1 / 0.3)
+           ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """CutMix within a batch: inside each sample's box every tensor (image, label, mask...)
+    takes its partner's pixels, outside it keeps its own.
+
+    Args:
+        tensors: N×C×H×W tensors of one batch (any C, any dtype, same N, H and W).
+        generator: the source of every random draw (partners first, then boxes).
+        prob: probability that a sample gets a box.
+        area: box area as a fraction of the image, drawn uniformly from this range.
+        aspect: box height/width ratio, log-uniform in this range.
+
+    Returns:
+        The mixed tensors (new tensors; the inputs are not changed), the N×1×H×W bool box
+        masks (the pixels that came from the partner) and the N partner indices.
+    """
+    first = tensors[0]
+    count, height, width = first.shape[0], first.shape[-2], first.shape[-1]
+    for t in tensors:
+        if t.dim() != 4 or t.shape[0] != count or t.shape[-2:] != first.shape[-2:]:
+            raise ValueError(f"cutmix needs N×C×H×W tensors of one batch, got "
+                             f"{[tuple(x.shape) for x in tensors]}")
+    partners = cutmix_partners(count, generator)
+    boxes = cutmix_boxes(count, height, width, generator, prob, area, aspect)
+    if count < 2:
+        boxes.zero_()
+    boxes = boxes.to(first.device)
+    mixed = [torch.where(boxes, t[partners.to(t.device)], t) for t in tensors]
+    return mixed, boxes, partners

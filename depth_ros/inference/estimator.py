@@ -1,7 +1,8 @@
-"""``DepthEstimator``: one call from a camera image to metric depth, whatever the backend.
+"""``DepthEstimator``: one call from a camera image to depth, whatever the backend.
 
 Pre-processing (resize to the network size, [0, 1] float NCHW) and post-processing (resize
-back, focal-length rescaling, clipping) live here, so every backend gives the same answer.
+back, focal-length rescaling, clipping, the LiDAR fit of relative models) live here, so every
+backend gives the same answer. Which backend runs is ``selection``'s business.
 """
 
 from __future__ import annotations
@@ -9,107 +10,83 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from depth_ros.inference.backends import ModelLoadError, OnnxRuntimeBackend, TorchBackend
+from depth_ros.geometry import resize_sparse_depth
+from depth_ros.inference.alignment import (
+    DEFAULT_MIN_POINTS,
+    ScaleShiftFit,
+    fit_scale_shift,
+    robust_scale_shift,
+)
+from depth_ros.inference.preprocessing import (
+    depth_anything_v2_input_size,
+    resize_bilinear_align_corners,
+    resize_rgb,
+    round_to_stride,
+)
+from depth_ros.inference.selection import (
+    BackendOptions,
+    open_auto,
+    open_named,
+    parse_device,
+)
 from depth_ros.models.metadata import ModelMetadata
 
 LOG = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnxruntime", "torch")
+__all__ = [  # the helpers re-exported here keep their old import path working
+    "BACKENDS", "METRIC", "PRECISIONS", "PREPROCESSING", "RELATIVE", "DepthEstimator",
+    "DepthPrediction", "ScaleShiftFit", "depth_anything_v2_input_size", "fit_scale_shift",
+    "resize_bilinear_align_corners", "resize_rgb", "round_to_stride",
+]
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+# TensorRT precisions a DepthEstimator builds (INT8 needs calibration data: training/export.py).
+PRECISIONS = ("fp16", "fp32")
 # "default": resize to the fixed network size (area/bilinear), resize the output back
 # bilinearly; "depth_anything_v2": the official Depth Anything V2 ``infer_image`` steps.
 PREPROCESSING = ("default", "depth_anything_v2")
-_SUFFIX_OF_BACKEND = {"onnxruntime": ".onnx", "torch": ".pt"}
+# ``DepthPrediction.kind``: metres, or a relative model's affine-invariant inverse depth.
+METRIC = "metric"
+RELATIVE = "relative_inverse_depth"
 
 
-def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize an image: area averaging when shrinking (no aliasing), bilinear otherwise.
+@dataclass(frozen=True)
+class DepthPrediction:
+    """One frame's answer with what it means.
 
-    Training data goes through this too, so the network sees the same filtering at run time.
+    Attributes:
+        depth: float32 H×W at the input image's size, NaN where there is no estimate;
+            metres when ``kind`` is ``metric``, else the model's affine-invariant inverse
+            depth (larger is nearer; never passed off as metres).
+        kind: ``metric`` or ``relative_inverse_depth``.
+        fit: for relative models given LiDAR, the scale-and-shift fit and its quality
+            (``fit.ok`` False: the fit failed and ``depth`` is relative); None otherwise.
+        backend: what ran the network (``DepthEstimator.backend_name``).
     """
-    if rgb.shape[1] == width and rgb.shape[0] == height:
-        return rgb
-    shrinking = width <= rgb.shape[1] and height <= rgb.shape[0]
-    return cv2.resize(rgb, (width, height),
-                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
-
-def depth_anything_v2_input_size(height: int, width: int, target: tuple[int, int] = (518, 518),
-                                 multiple: int = 14) -> tuple[int, int]:
-    """Network (height, width) of Depth Anything V2's ``infer_image`` for an image.
-
-    Its ``Resize(keep_aspect_ratio=True, ensure_multiple_of=14, resize_method="lower_bound")``:
-    one scale for both axes, the larger of target/size, so that both sides reach at least the
-    target; each side is then rounded to the nearest multiple (half to even, as ``np.round``),
-    or rounded up where rounding would fall below the target.
-    """
-    scale = max(target[0] / height, target[1] / width)
-
-    def constrain(value: float, minimum: int) -> int:
-        rounded = int(np.round(value / multiple) * multiple)
-        return rounded if rounded >= minimum else int(np.ceil(value / multiple) * multiple)
-
-    return constrain(scale * height, target[0]), constrain(scale * width, target[1])
-
-
-def resize_bilinear_align_corners(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of an H×W float array with ``align_corners=True`` (corner samples map to
-    corner samples), as ``F.interpolate`` does it, in numpy (no torch at run time)."""
-
-    def taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        step = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
-        src = np.arange(size_out, dtype=np.float64) * step
-        low = np.minimum(np.floor(src).astype(np.intp), size_in - 1)
-        high = np.minimum(low + 1, size_in - 1)
-        return low, high, (src - low).astype(np.float32)
-
-    image = np.asarray(image, dtype=np.float32)
-    low, high, frac = taps(image.shape[0], height)
-    rows = image[low] * (1 - frac)[:, None] + image[high] * frac[:, None]
-    low, high, frac = taps(image.shape[1], width)
-    return rows[:, low] * (1 - frac)[None] + rows[:, high] * frac[None]
-
-
-def round_to_stride(size: tuple[int, int], stride: int) -> tuple[int, int]:
-    """(height, width) rounded to the nearest multiples of ``stride`` (at least one stride)."""
-    return tuple(max(stride, int(round(v / stride)) * stride) for v in size)
-
-
-def fit_scale_shift(inverse_depth: np.ndarray, depth_m: np.ndarray, iterations: int = 3
-                    ) -> tuple[float, float]:
-    """Robust least-squares (s, t) with ``s · inverse_depth + t ≈ 1 / depth_m``.
-
-    Points are 1-D arrays of matching samples. Each iteration refits on the points whose
-    residual is within 3 median absolute residuals, so a few bad LiDAR returns (through
-    glass, on edges) do not bend the fit.
-    """
-    x = np.asarray(inverse_depth, dtype=np.float64)
-    y = 1.0 / np.asarray(depth_m, dtype=np.float64)
-    keep = np.ones(x.shape, dtype=bool)
-    s, t = 1.0, 0.0
-    for _ in range(iterations):
-        if keep.sum() < 2:
-            break
-        a = np.stack([x[keep], np.ones(keep.sum())], axis=1)
-        (s, t), *_ = np.linalg.lstsq(a, y[keep], rcond=None)
-        residual = np.abs(s * x + t - y)
-        keep = residual <= 3.0 * max(np.median(residual[keep]), 1e-12)
-    return float(s), float(t)
+    depth: np.ndarray
+    kind: str
+    fit: ScaleShiftFit | None
+    backend: str
 
 
 class DepthEstimator:
     """Monocular (or camera + LiDAR) depth from a model file.
 
     Args:
-        model_path: an exported ``.onnx`` model or a weights-only ``.pt`` checkpoint.
-        backend: ``auto`` (onnxruntime for ``.onnx``, torch for ``.pt``), ``onnxruntime`` or
-            ``torch``. A backend that needs the other file type uses the sibling file with
-            the same stem (``model.onnx`` ↔ ``model.pt``).
-        num_threads: inference threads; 0 = the runtime's default.
+        model_path: an exported ``.onnx`` model or a weights-only ``.pt`` checkpoint. A
+            backend that needs the other file type uses the sibling file with the same stem
+            (``model.onnx`` ↔ ``model.pt``).
+        backend: ``auto`` (the fastest that starts here, see ``selection``: TensorRT,
+            onnxruntime on a GPU, torch on a GPU, onnxruntime, torch), ``tensorrt``,
+            ``onnxruntime`` or ``torch``.
+        num_threads: CPU inference threads; 0 = the runtime's default.
         input_size: network input (height, width), rounded to the model's stride; default:
             the size the model was trained at. With ``preprocess="depth_anything_v2"`` the
             smallest size: each frame keeps its aspect ratio and both sides reach at least
@@ -119,46 +96,79 @@ class DepthEstimator:
             ``infer_image``: per-frame size from ``depth_anything_v2_input_size``, bicubic
             resizing of the [0, 1] image in float64, and the output resized back bilinearly
             with aligned corners.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``: where torch runs, which
+            onnxruntime providers are used, which options ``auto`` considers.
+        providers: onnxruntime execution providers in order of preference (names, or
+            ``(name, options)`` pairs); implies the onnxruntime backend. Default: TensorRT
+            and CUDA where the installed build offers them (and ``device`` allows), then CPU.
+        precision: TensorRT engine precision, ``fp16`` (default) or ``fp32``.
+        engine_cache: TensorRT engine cache directory (default ``$DEPTH_ROS_ENGINE_CACHE``
+            or ``~/.cache/depth_ros/engines``).
+        min_fit_points: relative models: fewest LiDAR points for a scale-and-shift fit.
+
+    Attributes:
+        model_path: the file the backend runs (``.onnx`` or ``.pt``).
+        input_size: the network (height, width).
+        skipped_backends: ``auto``: (option, reason) for each faster option that did not run.
 
     Raises:
         ModelLoadError: the model file is missing, unreadable or not a depth_ros model.
+        BackendUnavailable: no backend (or not the one asked for) can run here.
+        TensorRTUnavailable: ``backend="tensorrt"`` without TensorRT 10 and a CUDA device.
     """
+
+    # Class-level defaults: estimators that set their attributes without __init__ (an
+    # in-memory model, training/pseudo_label.py) still work.
+    min_fit_points: int = DEFAULT_MIN_POINTS
+    preprocess: str = "default"
+    skipped_backends: list[tuple[str, str]] = []  # noqa: RUF012 - replaced, never mutated
 
     def __init__(self, model_path: str | os.PathLike, backend: str = "auto",
                  num_threads: int = 0, input_size: tuple[int, int] | None = None,
-                 preprocess: str = "default") -> None:
+                 preprocess: str = "default", device: str = "auto",
+                 providers: list | None = None, precision: str = "fp16",
+                 engine_cache: str | os.PathLike | None = None,
+                 min_fit_points: int = DEFAULT_MIN_POINTS) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if preprocess not in PREPROCESSING:
             raise ValueError(f"preprocess must be one of {PREPROCESSING}, got {preprocess!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        parse_device(device)  # a bad name fails here, before any model is loaded
+        if providers is not None:
+            if backend == "auto":
+                backend = "onnxruntime"  # naming execution providers chooses onnxruntime
+            elif backend != "onnxruntime":
+                raise ValueError(f"providers are onnxruntime's; backend is {backend!r}")
+        if input_size is not None and (len(input_size) != 2 or min(input_size) <= 0):
+            raise ValueError(f"input_size must be (height, width) > 0, got {input_size}")
         self.preprocess = preprocess
-        path = Path(model_path)
+        self.min_fit_points = int(min_fit_points)
+        options = BackendOptions(num_threads=num_threads,
+                                 providers=None if providers is None else tuple(providers),
+                                 precision=precision, engine_cache=engine_cache,
+                                 input_size=None if input_size is None else
+                                 tuple(int(v) for v in input_size))
         if backend == "auto":
-            backend = "onnxruntime" if path.suffix == ".onnx" else "torch"
-        wanted_suffix = _SUFFIX_OF_BACKEND[backend]
-        if path.suffix != wanted_suffix:
-            sibling = path.with_suffix(wanted_suffix)
-            if not sibling.is_file():
-                raise ModelLoadError(f"backend {backend!r} needs a {wanted_suffix} file; "
-                                     f"{sibling} (beside {path}) does not exist")
-            LOG.info("backend %s: using %s for %s", backend, sibling, path)
-            path = sibling
-        if not path.is_file():
-            raise ModelLoadError(f"model file not found: {path}")
-        self.model_path = path
-        self._backend = (OnnxRuntimeBackend(path, num_threads) if backend == "onnxruntime"
-                         else TorchBackend(path, num_threads))
+            self._backend, self.skipped_backends = open_auto(model_path, device, options)
+        else:
+            self._backend = open_named(backend, model_path, device, options)
+            self.skipped_backends = []
+        self.model_path = Path(self._backend.model_path)
         meta = self._backend.metadata
         wanted = input_size if input_size is not None else meta.train_input_size
-        if len(wanted) != 2 or min(wanted) <= 0:
-            raise ValueError(f"input_size must be (height, width) > 0, got {input_size}")
         self.input_size = round_to_stride(tuple(int(v) for v in wanted), meta.stride)
         if self.input_size != tuple(wanted):
             LOG.info("input size %s rounded to %s (stride %d)", tuple(wanted),
                      self.input_size, meta.stride)
-        LOG.info("DepthEstimator: %s (%s %s, %s) via %s at %dx%d", path, meta.architecture,
-                 meta.kind, meta.output, self.backend_name, self.input_size[1],
-                 self.input_size[0])
+        LOG.info("DepthEstimator: %s (%s %s, %s) via %s at %dx%d", self.model_path,
+                 meta.architecture, meta.kind, meta.output, self.backend_name,
+                 self.input_size[1], self.input_size[0])
+        if meta.output == "relative":
+            LOG.info("%s predicts relative inverse depth: with LiDAR (sparse_depth) each frame "
+                     "is made metric by a robust scale-and-shift fit; without it the output is "
+                     "relative inverse depth (predict_detailed says which)", self.model_path.name)
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -167,7 +177,14 @@ class DepthEstimator:
 
     @property
     def backend_name(self) -> str:
-        """``onnxruntime`` or ``torch``."""
+        """What runs the network, with its device: ``tensorrt[cuda:0,fp16]``,
+        ``onnxruntime[CUDAExecutionProvider]``, ``onnxruntime[CPUExecutionProvider]``,
+        ``torch[cuda:0]``, ``torch[cpu]``."""
+        return str(getattr(self._backend, "description", self._backend.name))
+
+    @property
+    def backend_family(self) -> str:
+        """``tensorrt``, ``onnxruntime`` or ``torch``."""
         return self._backend.name
 
     def _validate(self, rgb: np.ndarray, sparse_depth: np.ndarray | None,
@@ -203,16 +220,22 @@ class DepthEstimator:
         image = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
         sparse = None
         if self.metadata.kind == "fusion" and sparse_depth is not None:
-            sparse = cv2.resize(sparse_depth.astype(np.float32), (width, height),
-                                interpolation=cv2.INTER_NEAREST_EXACT)[None, None]
+            # Point by point, as in training: nearest-pixel resampling drops most returns.
+            sparse = resize_sparse_depth(sparse_depth, width, height)[None, None]
         out = self._backend.run(image, sparse)[0, 0]
         if self.preprocess == "depth_anything_v2":
             return resize_bilinear_align_corners(out, rgb.shape[0], rgb.shape[1])
         return cv2.resize(out, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
 
-    def predict(self, rgb: np.ndarray, sparse_depth: np.ndarray | None = None,
-                fx: float | None = None) -> np.ndarray:
-        """Depth in metres (float32 H×W, NaN where there is no estimate) for an RGB image.
+    def predict_detailed(self, rgb: np.ndarray, sparse_depth: np.ndarray | None = None,
+                         fx: float | None = None) -> DepthPrediction:
+        """Depth for an RGB image, with its kind and (relative models) the LiDAR fit.
+
+        Metric models: metres (``kind`` ``metric``, ``fit`` None), rescaled to ``fx``.
+        Relative models with LiDAR: a robust scale-and-shift fit of the inverse depth to the
+        LiDAR points (``robust_scale_shift``); if it is ``ok``, metres (``kind`` ``metric``),
+        else the relative inverse depth (``kind`` ``relative_inverse_depth``) with the failed
+        fit. Without LiDAR: the relative inverse depth, ``fit`` None.
 
         Args:
             rgb: H×W×3 uint8 RGB.
@@ -223,17 +246,37 @@ class DepthEstimator:
         """
         self._validate(rgb, sparse_depth, fx)
         meta = self.metadata
+        if meta.kind == "fusion" and sparse_depth is not None and fx is not None:
+            # The network reads LiDAR as it learned depth: at its training focal length.
+            net_fx = fx * self.network_size(*rgb.shape[:2])[1] / rgb.shape[1]
+            sparse_depth = sparse_depth * np.float32(meta.train_focal_px / net_fx)
         out = self._run(rgb, sparse_depth)
+        invalid = ~np.isfinite(out)
         if meta.output == "relative":
-            depth = self._align_relative(out, sparse_depth)
-        else:
-            depth = out
-            if fx is not None:
-                net_fx = fx * self.network_size(*rgb.shape[:2])[1] / rgb.shape[1]
-                depth = depth * np.float32(net_fx / meta.train_focal_px)
+            return self._make_metric(out.astype(np.float32), invalid, sparse_depth)
+        depth = out
+        if fx is not None:
+            net_fx = fx * self.network_size(*rgb.shape[:2])[1] / rgb.shape[1]
+            depth = depth * np.float32(net_fx / meta.train_focal_px)
         depth = np.clip(depth, meta.min_depth_m, meta.max_depth_m).astype(np.float32)
-        depth[~np.isfinite(out)] = np.nan
-        return depth
+        depth[invalid] = np.nan
+        return DepthPrediction(depth, METRIC, None, self.backend_name)
+
+    def predict(self, rgb: np.ndarray, sparse_depth: np.ndarray | None = None,
+                fx: float | None = None) -> np.ndarray:
+        """Depth in metres (float32 H×W, NaN where there is no estimate) for an RGB image.
+
+        As ``predict_detailed``, metres only: a relative model needs ``sparse_depth``
+        (``ValueError`` without it), and a frame whose LiDAR fit fails is all NaN.
+        """
+        prediction = self.predict_detailed(rgb, sparse_depth, fx)
+        if prediction.kind == METRIC:
+            return prediction.depth
+        if prediction.fit is None:
+            raise ValueError("this model predicts relative depth: pass sparse_depth (LiDAR) "
+                             "to make it metric, or call predict_detailed()/predict_relative()")
+        LOG.debug("no metric depth for this frame: %s", prediction.fit.reason)
+        return np.full(rgb.shape[:2], np.nan, dtype=np.float32)
 
     def predict_relative(self, rgb: np.ndarray) -> np.ndarray:
         """The raw network output at ``rgb``'s size (affine-invariant inverse depth for
@@ -241,15 +284,20 @@ class DepthEstimator:
         self._validate(rgb, None, None)
         return self._run(rgb, None)
 
-    def _align_relative(self, inverse_depth: np.ndarray,
-                        sparse_depth: np.ndarray | None) -> np.ndarray:
+    def _make_metric(self, inverse_depth: np.ndarray, invalid: np.ndarray,
+                     sparse_depth: np.ndarray | None) -> DepthPrediction:
+        """A relative model's output, made metric by the LiDAR fit where that works."""
+        inverse_depth[invalid] = np.nan
         if sparse_depth is None:
-            raise ValueError("this model predicts relative depth: pass sparse_depth (LiDAR) "
-                             "to make it metric, or call predict_relative()")
-        valid = np.isfinite(sparse_depth) & (sparse_depth > 0) & np.isfinite(inverse_depth)
-        if valid.sum() < 2:
-            return np.full(inverse_depth.shape, np.nan, dtype=np.float32)
-        s, t = fit_scale_shift(inverse_depth[valid], sparse_depth[valid])
-        inv = s * inverse_depth + t
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(inv > 0, 1.0 / inv, np.nan).astype(np.float32)
+            return DepthPrediction(inverse_depth, RELATIVE, None, self.backend_name)
+        with np.errstate(invalid="ignore"):
+            points = (sparse_depth > 0) & ~invalid  # NaN > 0 is False: no return
+        fit = robust_scale_shift(inverse_depth[points], sparse_depth[points],
+                                 min_points=self.min_fit_points)
+        if not fit.ok:
+            return DepthPrediction(inverse_depth, RELATIVE, fit, self.backend_name)
+        meta = self.metadata
+        depth = fit.apply(inverse_depth)
+        finite = np.isfinite(depth)
+        depth[finite] = np.clip(depth[finite], meta.min_depth_m, meta.max_depth_m)
+        return DepthPrediction(depth, METRIC, fit, self.backend_name)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ class CalibrationData:
 
     def batch(self, number: int) -> dict[str, np.ndarray]:
         """The number-th batch as {input name: contiguous float32 array}."""
-        from depth_ros.inference.estimator import resize_rgb
+        from depth_ros.inference.preprocessing import resize_rgb
 
         if not 0 <= number < len(self):
             raise IndexError(f"batch {number} of {len(self)}")
@@ -128,6 +129,21 @@ class CalibrationData:
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return (self.batch(i) for i in range(len(self)))
+
+
+def profile_covering(profile: OptimizationProfile, shapes: dict[str, Sequence[int]],
+                     stride: int) -> OptimizationProfile | None:
+    """None if ``profile`` covers these input shapes; otherwise the profile for them: the
+    image's height and width as the optimum, half to twice that as the range, batch up to
+    the larger of the shape's and the old profile's (an engine per size range, not one
+    stretched over every size: a wide range costs speed at the sizes actually used)."""
+    if all(profile[name].contains(shape) for name, shape in shapes.items()):
+        return None
+    image = tuple(int(v) for v in shapes["image"])
+    channels = {item.name: item.min[1] for item in profile.inputs}
+    max_batch = max(image[0], profile["image"].max[0])
+    return profile_for_sizes(stride, image[2:], input_channels=channels,
+                             batch=(1, min(image[0], max_batch), max_batch))
 
 
 # --- TensorRT (GPU-only from here on) ---------------------------------------------------------
@@ -339,9 +355,14 @@ def get_engine(onnx_path: str | os.PathLike, precision: str, profile: Optimizati
             calibrator = make_entropy_calibrator(
                 calibration, directory / f"{key.onnx_sha256[:16]}_{opt[2]}x{opt[3]}.calib",
                 device)
-        LOG.info("building a TensorRT %s engine from %s (minutes on a Jetson)", precision,
-                 onnx_path)
-        return build_engine(onnx_path, precision, profile, calibrator, workspace_bytes)
+        image = profile["image"]
+        LOG.info("building a TensorRT %s engine from %s for inputs %dx%d to %dx%d (opt %dx%d); "
+                 "this takes minutes on a Jetson, once: it is cached as %s", precision,
+                 onnx_path, *image.min[2:], *image.max[2:], *image.opt[2:], path)
+        started = time.monotonic()
+        data = build_engine(onnx_path, precision, profile, calibrator, workspace_bytes)
+        LOG.info("TensorRT %s engine built in %.1f s", precision, time.monotonic() - started)
+        return data
 
     engine, built = load_or_build(path, build, runtime.deserialize_cuda_engine)
     return runtime, engine, path, built
@@ -360,6 +381,9 @@ class TensorRTBackend:
             ``~/.cache/depth_ros/engines``).
         device: CUDA device index.
         calibration: INT8 calibration batches.
+        rebuild_outside_profile: an input outside the profile switches to an engine whose
+            profile centres on it (``profile_covering``; built once, then cached); False (and
+            INT8 engines, calibrated at one size) raise ``ValueError`` instead.
 
     Raises:
         ModelLoadError: the ONNX file is missing or has no depth_ros metadata.
@@ -374,7 +398,8 @@ class TensorRTBackend:
                  min_size: tuple[int, int] | None = None,
                  max_size: tuple[int, int] | None = None, max_batch: int = 1,
                  cache_dir: str | os.PathLike | None = None, device: int = 0,
-                 calibration: CalibrationData | None = None) -> None:
+                 calibration: CalibrationData | None = None,
+                 rebuild_outside_profile: bool = True) -> None:
         from depth_ros.models.metadata import MetadataError, read_onnx_metadata
 
         self.model_path = Path(model_path)
@@ -385,32 +410,47 @@ class TensorRTBackend:
         except (MetadataError, ValueError, OSError) as exc:
             raise ModelLoadError(f"{self.model_path} has no valid depth_ros metadata: "
                                  f"{exc}") from exc
-        trt = require_tensorrt()
+        require_tensorrt()
         import torch
 
         self._torch = torch
         meta = self.metadata
-        self.profile = profile_for_sizes(meta.stride, input_size or meta.train_input_size,
-                                         min_size, max_size, input_channels(meta.kind),
-                                         batch=(1, 1, max(int(max_batch), 1)))
         self.precision = precision
+        self.rebuild_outside_profile = rebuild_outside_profile
+        self._cache_dir = cache_dir
+        self._calibration = calibration
+        self._device_index = int(device)
         self.device = torch.device("cuda", device)
-        self._runtime, self.engine, self.engine_path, self.built = get_engine(
-            self.model_path, precision, self.profile, cache_dir, calibration, device)
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
+        self.stream = torch.cuda.Stream(device=self.device)
+        self._open(profile_for_sizes(meta.stride, input_size or meta.train_input_size,
+                                     min_size, max_size, input_channels(meta.kind),
+                                     batch=(1, 1, max(int(max_batch), 1))))
+
+    def _open(self, profile: OptimizationProfile) -> None:
+        """Load (or build) the engine for ``profile`` and make it the one that runs."""
+        trt = require_tensorrt()
+        torch = self._torch
+        self._runtime, engine, self.engine_path, self.built = get_engine(
+            self.model_path, self.precision, profile, self._cache_dir, self._calibration,
+            self._device_index)
+        context = engine.create_execution_context()
+        if context is None:
             raise EngineBuildError(f"cannot create an execution context for {self.engine_path}"
                                    f"{_log_tail(trt)}")
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_names = [n for n in names
-                            if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if n not in self.input_names]
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
         if len(outputs) != 1:
             raise EngineBuildError(f"{self.engine_path} has outputs {outputs}, expected one")
-        self.output_name = outputs[0]
         dtypes = {trt.float32: torch.float32, trt.float16: torch.float16}
-        self._dtypes = {n: dtypes[self.engine.get_tensor_dtype(n)] for n in names}
-        self.stream = torch.cuda.Stream(device=self.device)
+        self.engine, self.context, self.profile = engine, context, profile
+        self.input_names, self.output_name = inputs, outputs[0]
+        self._dtypes = {n: dtypes[engine.get_tensor_dtype(n)] for n in names}
+
+    @property
+    def description(self) -> str:
+        """``tensorrt[<device>,<precision>]``."""
+        return f"tensorrt[{self.device},{self.precision}]"
 
     def run(self, image: np.ndarray, sparse_depth: np.ndarray | None = None) -> np.ndarray:
         """N×3×H×W float32 image (and N×1×H×W sparse depth for fusion models) → N×1×H×W."""
@@ -420,7 +460,17 @@ class TensorRTBackend:
             if sparse_depth is None:
                 raise ValueError("this fusion model needs sparse_depth")
             feeds["sparse_depth"] = sparse_depth
-        self.profile.check({n: a.shape for n, a in feeds.items()})
+        shapes = {n: a.shape for n, a in feeds.items()}
+        wider = profile_covering(self.profile, shapes, self.metadata.stride)
+        if wider is not None:
+            # INT8: the calibration batches have the old profile's size; no silent rebuild.
+            if not self.rebuild_outside_profile or self.precision == "int8":
+                self.profile.check(shapes)  # raises, naming the shape and the range
+            LOG.warning("input %s is outside the TensorRT engine's profile (%s to %s); "
+                        "switching to an engine for it (built once, then cached)",
+                        tuple(image.shape), self.profile["image"].min,
+                        self.profile["image"].max)
+            self._open(wider)
         with torch.cuda.stream(self.stream):
             inputs = {}  # referenced until the stream is done with them
             for name, array in feeds.items():

@@ -1,0 +1,350 @@
+"""A KITTI raw drive checked as a whole before anything is written from it.
+
+``DriveSource`` opens a synced + rectified drive, picks its sensors, and raises one
+``KittiFormatError`` naming the file for everything a conversion would otherwise stumble on
+half-way: a missing frame (a gap in the numbering, or a sensor without a frame the cameras
+have), a ``timestamps.txt`` whose line count differs from its frames, a truncated velodyne
+``.bin``, a missing calibration key. Frame data are read later, one frame at a time.
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.lib import recfunctions
+
+from depth_ros.bags import topics
+from depth_ros.kitti import (
+    VELODYNE_POINT_BYTES,
+    KittiDrive,
+    KittiFormatError,
+    read_calib_file,
+    read_depth_png,
+    read_rgb_png,
+    read_velodyne_bin,
+)
+from depth_ros.readers.kitti_raw import read_oxts_dir, read_rigid_transform
+from depth_ros.synthetic.oxts import oxts_poses
+
+VELODYNE_DIR = "velodyne_points"
+OXTS_DIR = "oxts"
+_STEREO_LEFT = {0: 0, 1: 0, 2: 2, 3: 2}  # each camera's stereo pair and its left camera
+
+
+def read_timestamps_ns(path: str | os.PathLike) -> np.ndarray:
+    """A KITTI ``timestamps.txt`` as exact int64 nanoseconds (UTC).
+
+    ``kitti.read_timestamps`` gives float seconds, which near 1.3e9 s resolve only ~0.2 µs;
+    bag stamps are integers, so the digits are taken as written.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(f"timestamps file not found: {path}")
+    stamps = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.strip()
+        if not text:
+            continue
+        main, _, fraction = text.partition(".")
+        try:
+            seconds = calendar.timegm(datetime.strptime(main, "%Y-%m-%d %H:%M:%S").timetuple())
+            if fraction and not fraction.isdigit():
+                raise ValueError(fraction)
+            nanos = int((fraction + "000000000")[:9]) if fraction else 0
+        except ValueError:
+            raise KittiFormatError(f"{path}:{lineno}: bad KITTI timestamp {text!r}") from None
+        stamps.append(seconds * 1_000_000_000 + nanos)
+    return np.array(stamps, dtype=np.int64)
+
+
+def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """``Rz(yaw) · Ry(pitch) · Rx(roll)``: the OXTS unit's orientation in ENU (KITTI's order)."""
+    cr, sr, cp, sp, cy, sy = (np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch),
+                              np.cos(yaw), np.sin(yaw))
+    return (np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
+            @ np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
+            @ np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]]))
+
+
+@dataclass(frozen=True, eq=False)
+class CameraStream:
+    """One rectified camera of the drive: its files, stamps and calibration."""
+
+    index: int
+    drive: KittiDrive
+    stamps_ns: np.ndarray
+    projection: np.ndarray  # P_rect_0X, 3×4
+    width: int
+    height: int
+    left_projection: np.ndarray | None = None  # P_rect of its stereo pair's left camera
+
+    @property
+    def frame_id(self) -> str:
+        """The camera's optical frame id."""
+        return topics.camera_frame(self.index)
+
+    @property
+    def colour(self) -> bool:
+        """Cameras 02 and 03 are colour (rgb8); 00 and 01 grey (mono8)."""
+        return self.index >= 2
+
+    def ros_projection(self) -> np.ndarray:
+        """P for CameraInfo: KITTI's P_rect_0X re-based on the left camera of the stereo pair,
+        so Tx = 0 for cameras 00 and 02 and Tx = −fx·B for 01 and 03 (ROS's convention;
+        KITTI's own P_rect_0X are all relative to camera 00)."""
+        return stereo_projection(self.projection, self.left_projection)
+
+    def image(self, position: int) -> np.ndarray:
+        """The frame's pixels: H×W×3 uint8 RGB (colour) or H×W uint8 (grey), size-checked."""
+        path = self.drive.image_path(position)
+        if self.colour:
+            pixels = read_rgb_png(path)
+        else:
+            pixels = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE)
+            if pixels is None:
+                raise KittiFormatError(f"cannot read image {path}")
+        if pixels.shape[:2] != (self.height, self.width):
+            raise KittiFormatError(f"{path} is {pixels.shape[1]}×{pixels.shape[0]}, the "
+                                   f"calibration's S_rect_{self.index:02d} says "
+                                   f"{self.width}×{self.height}")
+        return pixels
+
+    def groundtruth(self, position: int) -> np.ndarray | None:
+        """The frame's ground-truth depth (float32 metres, NaN = no data), or None without
+        a ``proj_depth/groundtruth`` PNG for it (KITTI annotates all but 5 frames each end)."""
+        path = self.drive.groundtruth_path(position)
+        if not path.is_file():
+            return None
+        depth = read_depth_png(path)
+        if depth.shape != (self.height, self.width):
+            raise KittiFormatError(f"{path} is {depth.shape[1]}×{depth.shape[0]}, the images "
+                                   f"are {self.width}×{self.height}")
+        depth[depth <= 0] = np.nan
+        return depth
+
+
+def stereo_projection(projection: np.ndarray, left_projection: np.ndarray | None) -> np.ndarray:
+    """``projection`` (3×4) with its fourth column taken relative to ``left_projection``'s
+    camera centre (unchanged when there is no left camera)."""
+    p = np.array(projection, dtype=np.float64).reshape(3, 4)
+    if left_projection is None:
+        return p
+    k = p[:, :3]
+    own = np.linalg.solve(k, p[:, 3])
+    left = np.linalg.solve(np.asarray(left_projection, dtype=np.float64)[:, :3],
+                           np.asarray(left_projection, dtype=np.float64)[:, 3])
+    p[:, 3] = k @ (own - left)
+    return p
+
+
+def _frame_numbers(stems: list[str], directory: Path) -> None:
+    """Raise if the frame numbers have a gap (a frame missing from every sensor)."""
+    try:
+        numbers = [int(stem) for stem in stems]
+    except ValueError:
+        raise KittiFormatError(f"{directory}: frame files must be numbered "
+                               f"(0000000000...), got {stems[:3]}") from None
+    for expected, (number, stem) in enumerate(zip(numbers, stems, strict=True), numbers[0]):
+        if number != expected:
+            raise KittiFormatError(f"{directory}: frame {expected:010d} is missing (the next "
+                                   f"file is {stem})")
+
+
+def _check_same_frames(name: str, directory: Path, suffix: str, reference: list[str],
+                       reference_dir: Path) -> None:
+    frames = sorted(p.stem for p in directory.glob(f"*{suffix}"))
+    if frames != reference:
+        missing = sorted(set(reference) - set(frames))[:3]
+        extra = sorted(set(frames) - set(reference))[:3]
+        raise KittiFormatError(f"{directory}: {len(frames)} {name} frames for "
+                               f"{len(reference)} in {reference_dir} (missing {missing}, "
+                               f"extra {extra})")
+
+
+def _stamps_for(path: Path, count: int) -> np.ndarray:
+    stamps = read_timestamps_ns(path)
+    if len(stamps) != count:
+        raise KittiFormatError(f"{path} has {len(stamps)} lines for {count} frames")
+    return stamps
+
+
+def _calib_matrix(calib: dict, key: str, size: int, path: Path) -> np.ndarray:
+    value = calib.get(key)
+    if not isinstance(value, np.ndarray) or value.size != size:
+        raise KittiFormatError(f"{path}: {key} missing or not {size} numbers")
+    return value
+
+
+class DriveSource:
+    """A validated KITTI raw drive: which sensors go into the bag, and their frames.
+
+    Args:
+        path: the ``<date>_drive_<NNNN>_sync`` directory (calibration files in it or its
+            parent, as KITTI ships them).
+        cameras: camera numbers (0-3); None = the colour cameras (02, 03) the drive has.
+        lidar: include ``velodyne_points`` when the drive has it.
+        oxts: include the OXTS GPS/IMU packets when the drive has them.
+        groundtruth: include ``proj_depth/groundtruth`` depth where it exists.
+        start, end: the frame range, as list indices (``end`` exclusive; None = to the end).
+    """
+
+    def __init__(self, path: str | os.PathLike, cameras: tuple[int, ...] | None = None,
+                 lidar: bool = True, oxts: bool = True, groundtruth: bool = True,
+                 start: int = 0, end: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise KittiFormatError(f"drive directory not found: {self.path}")
+        if cameras is None:
+            cameras = tuple(c for c in topics.COLOUR_CAMERAS
+                            if (self.path / f"image_{c:02d}" / "data").is_dir())
+            if not cameras:
+                raise KittiFormatError(f"not a KITTI drive: no image_02/data or image_03/data "
+                                       f"in {self.path}")
+        bad = [c for c in cameras if c not in topics.KITTI_CAMERAS]
+        if bad or len(set(cameras)) != len(cameras) or not cameras:
+            raise ValueError(f"cameras must be distinct numbers from 0-3, got {list(cameras)}")
+        drives = [KittiDrive(self.path, camera=c) for c in cameras]
+        reference = drives[0]
+        self.frames = reference.frames
+        _frame_numbers(self.frames, reference.image_dir)
+        for drive in drives[1:]:
+            _check_same_frames(f"image_{drive.camera:02d}", drive.image_dir, ".png",
+                               self.frames, reference.image_dir)
+        count = len(self.frames)
+        self.start, self.end = self._frame_range(start, end, count)
+
+        self.cam_to_cam_path = reference.calib_path("calib_cam_to_cam.txt")
+        cam_calib = read_calib_file(self.cam_to_cam_path)
+        projections = {c: _calib_matrix(cam_calib, f"P_rect_{c:02d}", 12,
+                                        self.cam_to_cam_path).reshape(3, 4)
+                       for c in topics.KITTI_CAMERAS if f"P_rect_{c:02d}" in cam_calib}
+        self.projections = projections
+        self.cameras: list[CameraStream] = []
+        for drive in drives:
+            c = drive.camera
+            if c not in projections:
+                raise KittiFormatError(f"{self.cam_to_cam_path}: P_rect_{c:02d} missing")
+            width, height = _calib_matrix(cam_calib, f"S_rect_{c:02d}", 2, self.cam_to_cam_path)
+            stamps = _stamps_for(drive.image_dir.parent / "timestamps.txt", count)
+            left = projections.get(_STEREO_LEFT[c])
+            self.cameras.append(CameraStream(c, drive, stamps, projections[c],
+                                             int(round(width)), int(round(height)), left))
+        r_rect = np.eye(4)
+        r_rect[:3, :3] = _calib_matrix(cam_calib, "R_rect_00", 9,
+                                       self.cam_to_cam_path).reshape(3, 3)
+        self.r_rect_00 = r_rect
+        if not groundtruth:
+            self.groundtruth_cameras: list[CameraStream] = []
+        else:
+            self.groundtruth_cameras = [cam for cam in self.cameras
+                                        if cam.drive.groundtruth_dir.is_dir()]
+
+        self.velo_to_cam = self._optional_transform(reference, "calib_velo_to_cam.txt")
+        self.imu_to_velo = self._optional_transform(reference, "calib_imu_to_velo.txt")
+        self.velodyne_dir = self.path / VELODYNE_DIR / "data"
+        self.velodyne_stamps_ns: np.ndarray | None = None
+        if lidar and self.velodyne_dir.is_dir():
+            _check_same_frames("velodyne", self.velodyne_dir, ".bin", self.frames,
+                               reference.image_dir)
+            self.velodyne_stamps_ns = _stamps_for(self.path / VELODYNE_DIR / "timestamps.txt",
+                                                  count)
+            for position in range(self.start, self.end):
+                self._check_scan_size(self.velodyne_path(position))
+        oxts_dir = self.path / OXTS_DIR / "data"
+        self.oxts_stamps_ns: np.ndarray | None = None
+        self.oxts_packets: np.ndarray | None = None
+        if oxts and oxts_dir.is_dir():
+            _check_same_frames("oxts", oxts_dir, ".txt", self.frames, reference.image_dir)
+            self.oxts_stamps_ns = _stamps_for(self.path / OXTS_DIR / "timestamps.txt", count)
+            self.oxts_packets = read_oxts_dir(oxts_dir)
+
+    @staticmethod
+    def _frame_range(start: int, end: int | None, count: int) -> tuple[int, int]:
+        end = count if end is None else end
+        if not 0 <= start < end <= count:
+            raise ValueError(f"frame range {start}:{end} is outside the drive's 0:{count}")
+        return start, end
+
+    @staticmethod
+    def _optional_transform(drive: KittiDrive, name: str) -> np.ndarray | None:
+        try:
+            path = drive.calib_path(name)
+        except KittiFormatError:
+            return None
+        return read_rigid_transform(path)
+
+    @staticmethod
+    def _check_scan_size(path: Path) -> None:
+        size = path.stat().st_size
+        if size % VELODYNE_POINT_BYTES:
+            raise KittiFormatError(f"{path}: {size} bytes is not a multiple of "
+                                   f"{VELODYNE_POINT_BYTES} (x, y, z, reflectance float32): "
+                                   "truncated scan")
+
+    @property
+    def has_lidar(self) -> bool:
+        """Whether velodyne scans go into the bag."""
+        return self.velodyne_stamps_ns is not None
+
+    @property
+    def has_oxts(self) -> bool:
+        """Whether OXTS packets go into the bag."""
+        return self.oxts_packets is not None
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def positions(self) -> range:
+        """List indices of the frames in the selected range."""
+        return range(self.start, self.end)
+
+    def velodyne_path(self, position: int) -> Path:
+        """The scan file of a frame."""
+        return self.velodyne_dir / f"{self.frames[position]}.bin"
+
+    def scan(self, position: int) -> np.ndarray:
+        """N×4 float32 (x, y, z, reflectance) scan of a frame, in the velodyne frame."""
+        return read_velodyne_bin(self.velodyne_path(position))
+
+    def first_stamp_ns(self) -> int:
+        """The earliest stamp of any sensor in the selected range."""
+        candidates = [int(cam.stamps_ns[self.start]) for cam in self.cameras]
+        for stamps in (self.velodyne_stamps_ns, self.oxts_stamps_ns):
+            if stamps is not None:
+                candidates.append(int(stamps[self.start]))
+        return min(candidates)
+
+    def static_transforms(self) -> list[tuple[str, str, np.ndarray]]:
+        """(parent, child, 4×4 child-to-parent) links of the sensor rig, from the calibration:
+        imu_link → velodyne (``calib_imu_to_velo``), velodyne → camera 00 rectified
+        (``R_rect_00 · T_velo_to_cam``), camera 00 → each camera (``P_rect_0X`` offset)."""
+        links = []
+        if self.velo_to_cam is not None:
+            if self.imu_to_velo is not None:
+                links.append((topics.IMU_FRAME, topics.VELODYNE_FRAME,
+                              np.linalg.inv(self.imu_to_velo)))
+            links.append((topics.VELODYNE_FRAME, topics.REFERENCE_CAMERA_FRAME,
+                          np.linalg.inv(self.r_rect_00 @ self.velo_to_cam)))
+        for cam in self.cameras:
+            if cam.index == 0:
+                continue
+            # P_rect_0X = K [I | t]: camera X's coordinates are camera 00's plus t.
+            offset = np.linalg.solve(cam.projection[:, :3], cam.projection[:, 3])
+            link = np.eye(4)
+            link[:3, 3] = -offset
+            links.append((topics.REFERENCE_CAMERA_FRAME, cam.frame_id, link))
+        return links
+
+    def oxts_poses(self) -> np.ndarray:
+        """N×4×4 poses of the OXTS unit in the world frame (the KITTI devkit's
+        ``convertOxtsToPose``: Mercator, relative to the drive's first packet)."""
+        if self.oxts_packets is None:
+            raise KittiFormatError(f"{self.path} has no oxts packets")
+        plain = recfunctions.structured_to_unstructured(self.oxts_packets, dtype=np.float64)
+        return oxts_poses(plain)

@@ -1,0 +1,169 @@
+"""depth_eval_node: scores published depth against ground-truth depth, paired by stamp.
+
+Subscribes ``depth`` (a depth node's output) and ``groundtruth/depth`` (e.g. a bag's
+``/kitti/camera2/depth_groundtruth``), each 32FC1 metres (NaN = none) or 16UC1 millimetres
+(0 = none). Every pair with equal stamps (or within ``slop_s``) is scored with the metrics
+``training/evaluate.py`` reports, per image, then averaged. The report (JSON at
+``report_path``, a PNG of the last pair beside it, the table in the log) is written at
+shutdown (Ctrl-C), on a message to ``~/write_report`` (std_msgs/Empty; also a std_srvs/Trigger
+service of that name where std_srvs is installed), and once no message has arrived for
+``idle_timeout_s`` (the end of a bag).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy.logging
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import Image
+from std_msgs.msg import Empty
+
+from depth_ros.online_eval import EvalProtocol, OnlineDepthEvaluator
+from depth_ros.ros.conversions import ConversionError, image_to_numpy
+from depth_ros.ros.entry import run_node
+from depth_ros.ros.qos import make_qos
+from depth_ros.ros.rate_limit import RateLimitedWarner
+
+NODE_NAME = "depth_eval_node"
+# ~/write_report is private (the node's own name): launch files remap only the other two.
+SUBSCRIBED_TOPICS: tuple[str, ...] = ("depth", "groundtruth/depth", "~/write_report")
+PUBLISHED_TOPICS: tuple[str, ...] = ()
+
+PARAMETERS: dict[str, object] = {
+    "report_path": "depth_eval.json",  # the PNG goes beside it (.png); relative: to the cwd
+    "write_png": True,
+    "crop": "",  # "" (whole image) | garg | eigen
+    "min_depth_m": 1e-3,
+    "max_depth_m": 80.0,
+    "slop_s": 0.0,  # 0: stamps must be equal
+    "idle_timeout_s": 5.0,  # write once nothing arrived for this long; 0 = never
+    "max_pending": 100,  # unpaired images kept per stream
+    "reliability": "reliable",
+    "qos_depth": 10,
+    "warn_period_s": 5.0,
+}
+
+
+def depth_image_metres(msg: Image) -> np.ndarray:
+    """A 32FC1 (metres) or 16UC1 (millimetres, 0 = none) depth image as float32 metres with
+    NaN for no data."""
+    if msg.encoding == "32FC1":
+        return np.array(image_to_numpy(msg), dtype=np.float32)
+    if msg.encoding == "16UC1":
+        millimetres = image_to_numpy(msg)
+        depth = millimetres.astype(np.float32) / np.float32(1000.0)
+        depth[millimetres == 0] = np.nan
+        return depth
+    raise ConversionError(f"depth encoding must be 32FC1 or 16UC1, got {msg.encoding!r}")
+
+
+class DepthEvalNode(Node):
+    """Pairs ``depth`` with ``groundtruth/depth`` by stamp and writes the metrics."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = self._param
+        protocol = EvalProtocol(str(p("crop")), float(p("min_depth_m")), float(p("max_depth_m")))
+        if p("slop_s") < 0 or p("idle_timeout_s") < 0:
+            raise ValueError("slop_s and idle_timeout_s must be >= 0")
+        self.evaluator = OnlineDepthEvaluator(protocol, int(round(p("slop_s") * 1e9)),
+                                              int(p("max_pending")))
+        if not str(p("report_path")):
+            raise ValueError("report_path must not be empty")
+        self.report_path = Path(str(p("report_path"))).expanduser()
+        self.png_path = self.report_path.with_suffix(".png") if p("write_png") else None
+        self._warner = RateLimitedWarner(self.get_logger().warning, float(p("warn_period_s")))
+        self._last_message = time.monotonic()
+        self._written_frames = -1
+        self.reports_written = 0
+        qos = make_qos(str(p("reliability")), int(p("qos_depth")))
+        self.create_subscription(Image, "depth", self._on_depth, qos)
+        self.create_subscription(Image, "groundtruth/depth", self._on_groundtruth, qos)
+        self.create_subscription(Empty, "~/write_report", lambda _: self.write_report(), 10)
+        self._create_trigger_service()
+        if p("idle_timeout_s") > 0:
+            self.create_timer(min(0.5, float(p("idle_timeout_s")) / 2), self._check_idle)
+        self.get_logger().info(f"pairing depth with groundtruth/depth (crop "
+                               f"{protocol.crop or 'none'}, {protocol.min_depth_m:g}-"
+                               f"{protocol.max_depth_m:g} m); report: {self.report_path}")
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _create_trigger_service(self) -> None:
+        try:
+            from std_srvs.srv import Trigger
+        except ImportError:
+            return  # pip installs may lack std_srvs: the ~/write_report topic still works
+
+        def trigger(_request, response):
+            self.write_report()
+            response.success = True
+            response.message = f"{self.evaluator.frames} frames -> {self.report_path}"
+            return response
+
+        self.create_service(Trigger, "~/write_report", trigger)
+
+    def _on_depth(self, msg: Image) -> None:
+        self._add(msg, "depth", self.evaluator.add_prediction)
+
+    def _on_groundtruth(self, msg: Image) -> None:
+        self._add(msg, "groundtruth", self.evaluator.add_groundtruth)
+
+    def _add(self, msg: Image, what: str, add) -> None:
+        self._last_message = time.monotonic()
+        try:
+            depth = depth_image_metres(msg)
+            add(Time.from_msg(msg.header.stamp).nanoseconds, depth)
+        except (ConversionError, ValueError) as exc:
+            self._warner.warn(what, f"skipping a {what} image: {exc}")
+
+    def _check_idle(self) -> None:
+        idle = time.monotonic() - self._last_message
+        frames = self.evaluator.frames
+        if idle >= float(self._param("idle_timeout_s")) and frames and (
+                frames != self._written_frames):
+            self.get_logger().info(f"no depth for {idle:.1f} s: writing the report")
+            self.write_report()
+
+    def write_report(self) -> None:
+        """Write the JSON (and PNG) report and log the table."""
+        try:
+            self.evaluator.write_report(self.report_path, self.png_path)
+        except OSError as exc:
+            rclpy.logging.get_logger(f"{NODE_NAME}_report").error(
+                f"cannot write {self.report_path}: {exc}")
+            return
+        self._written_frames = self.evaluator.frames
+        self.reports_written += 1
+        summary = self.evaluator.summary()
+        unmatched = summary["unmatched"]
+        # After Ctrl-C the context is shut down and the node's logger cannot reach /rosout
+        # (rclpy then drops the line): the final table goes to a console-only logger.
+        logger = (self.get_logger() if self.context.ok()
+                  else rclpy.logging.get_logger(f"{NODE_NAME}_report"))
+        logger.info(
+            "\n".join([f"wrote {self.report_path}", *self.evaluator.table(),
+                       f"unpaired: {unmatched['groundtruth']} ground truth (frames without "
+                       f"depth), {unmatched['predictions']} depth images"]))
+
+    def destroy_node(self) -> None:
+        """Write the final report, then shut down."""
+        self.write_report()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console-script entry point: ``depth_eval_node --ros-args -r depth:=... ``."""
+    return run_node(DepthEvalNode, NODE_NAME, args, (ValueError,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

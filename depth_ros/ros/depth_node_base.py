@@ -1,0 +1,456 @@
+"""What every depth node shares: parameters, QoS, the inference worker, the outputs and the
+diagnostics. ``mono_depth_node`` and ``fusion_depth_node`` only add their inputs.
+
+Inference runs in one worker thread on the newest job only (an image, or an image paired
+with a LiDAR cloud): a job that arrives while the worker is busy replaces the waiting one,
+which is counted as dropped, so latency never grows with a backlog. A bad message is logged
+(rate-limited, per kind of problem), counted and skipped; the next good one is served.
+
+Outputs, all with the input image's header: ``depth`` (32FC1 metres, NaN = no estimate, or
+16UC1 millimetres), ``depth/camera_info``, ``points`` (organised PointCloud2, optionally
+decimated and coloured), ``depth/colored`` (rgb8), ``depth/info`` (latched std_msgs/String
+JSON saying whether ``depth`` is metric or relative inverse depth) and ``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header, String
+
+from depth_ros.geometry import PinholeCamera
+from depth_ros.inference import DepthEstimator
+from depth_ros.inference.estimator import METRIC, RELATIVE, DepthPrediction
+from depth_ros.ros.conversions import (
+    ConversionError,
+    camera_info_to_camera,
+    depth_to_image,
+    depth_to_pointcloud2,
+    image_to_rgb,
+    numpy_to_image,
+)
+from depth_ros.ros.diagnostics import DepthReport, NodeStats, diagnostic_array
+from depth_ros.ros.qos import latched_qos, make_qos
+from depth_ros.ros.rate_limit import RateLimitedWarner
+from depth_ros.viz import colorize_depth
+
+UNITS = {METRIC: "metres", RELATIVE: "affine-invariant inverse depth (larger is nearer)"}
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+COLORED_RANGES = ("fixed", "auto")
+STATS_WINDOW_S = 5.0  # rates, latency percentiles and drop shares are over this window
+STALE_AFTER_S = 3.0  # diagnostics warn when no input came for this long
+
+# Parameters of every depth node with their defaults; each node module extends this table
+# and its config/*.yaml is checked against it by the tests.
+BASE_PARAMETERS: dict[str, object] = {
+    "model_path": "",  # empty: the node's bundled default model
+    "backend": "auto",  # auto | tensorrt | onnxruntime | torch
+    "num_threads": 0,  # inference threads, 0 = the runtime's choice
+    "input_width": 0,  # network input size, 0 = the model's training size
+    "input_height": 0,
+    "min_depth_m": 0.0,  # output clipping range, 0 = the model's range
+    "max_depth_m": 0.0,
+    "depth_encoding": "32FC1",  # 32FC1 (metres, NaN invalid) | 16UC1 (millimetres, 0 invalid)
+    "publish_points": True,
+    "points_rgb": True,  # colour the cloud with the input image
+    "points_decimation": 1,  # cloud of every d-th pixel in both directions
+    "publish_colored": True,
+    "colored_range": "fixed",  # fixed: min/max_depth_m | auto: 2nd-98th percentile per frame
+    "input_reliability": "best_effort",
+    "input_depth": 1,
+    "output_reliability": "reliable",
+    "output_depth": 1,
+    "warn_period_s": 5.0,
+    "stats_period_s": 10.0,
+    "diagnostics_period_s": 1.0,
+}
+
+# Outputs of every depth node (relative names; /diagnostics is absolute by convention).
+BASE_PUBLISHED_TOPICS: tuple[str, ...] = (
+    "depth", "depth/camera_info", "depth/info", "points", "depth/colored", "/diagnostics")
+
+
+@dataclass
+class DepthJob:
+    """One unit of inference work: an image, its CameraInfo and optionally LiDAR points.
+
+    ``points`` are N×3 finite coordinates in the LiDAR frame; ``received`` is when the job
+    became complete (time.monotonic()), the start of its latency.
+    """
+
+    image: Image
+    camera_info: CameraInfo | None
+    received: float
+    points: np.ndarray | None = None
+
+
+class NewestSlot:
+    """A one-item mailbox: put() replaces an unconsumed item and counts it as dropped."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: Any) -> bool:
+        """Leave item for the consumer; True when it replaced one not yet taken."""
+        with self._cond:
+            replaced = self._item is not None
+            if replaced:
+                self.dropped += 1
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self) -> Any:
+        """Block until an item arrives (returned) or the slot is closed (None)."""
+        with self._cond:
+            while self._item is None and not self._closed:
+                self._cond.wait()
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        """Wake the consumer; take() returns None from now on once empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def decimated_intrinsics(K: np.ndarray, step: int) -> np.ndarray:  # noqa: N803
+    """Intrinsics of the image made of every ``step``-th pixel (``image[::step, ::step]``).
+
+    Pixel (i, j) of that image is pixel (step·i, step·j) of the original, so
+    (step·i − cx) / fx = (i − cx/step) / (fx/step): every entry is divided by the step.
+    """
+    k = np.array(K, dtype=np.float64)
+    k[:2] /= step
+    return k
+
+
+def depth_info(kind: str, encoding: str, model: str, backend: str, lidar: bool) -> str:
+    """The JSON of ``depth/info``: what the numbers on ``depth`` mean."""
+    return json.dumps({"kind": kind, "units": UNITS[kind], "encoding": encoding,
+                       "model": model, "backend": backend, "lidar": lidar}, sort_keys=True)
+
+
+def copy_camera_info(info: CameraInfo, header: Header) -> CameraInfo:
+    """A copy of a CameraInfo with another header (the cached input is never modified)."""
+    return CameraInfo(header=header, height=info.height, width=info.width,
+                      distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r,
+                      p=info.p, binning_x=info.binning_x, binning_y=info.binning_y,
+                      roi=info.roi)
+
+
+class DepthNodeBase(Node, abc.ABC):
+    """A depth node without inputs: subclasses subscribe and call ``submit(job)``.
+
+    ``NOT_INPUT_PROBLEMS``: warning keys that are reported on their own, not as bad inputs.
+
+    Args:
+        node_name: the node's default name.
+        parameters: every parameter with its default (``BASE_PARAMETERS`` and the node's own).
+        default_model: the model used when ``model_path`` is empty.
+    """
+
+    NOT_INPUT_PROBLEMS: frozenset[str] = frozenset()
+
+    def __init__(self, node_name: str, parameters: dict[str, object], default_model: Path,
+                 **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, default in parameters.items():
+            self.declare_parameter(name, default)
+        p = self.param
+        self.model_path = p("model_path") or str(default_model)
+        input_size = None
+        if p("input_width") > 0 and p("input_height") > 0:
+            input_size = (int(p("input_height")), int(p("input_width")))
+        self.depth_encoding = p("depth_encoding")
+        if self.depth_encoding not in DEPTH_ENCODINGS:
+            raise ValueError(f"depth_encoding must be one of {DEPTH_ENCODINGS}, got "
+                             f"{self.depth_encoding!r}")
+        self.colored_range = p("colored_range")
+        if self.colored_range not in COLORED_RANGES:
+            raise ValueError(f"colored_range must be one of {COLORED_RANGES}, got "
+                             f"{self.colored_range!r}")
+        self.points_decimation = int(p("points_decimation"))
+        if self.points_decimation < 1:
+            raise ValueError(f"points_decimation must be >= 1, got {self.points_decimation}")
+        if not float(p("diagnostics_period_s")) > 0 or not float(p("stats_period_s")) > 0:
+            raise ValueError("diagnostics_period_s and stats_period_s must be > 0")
+        self.estimator = DepthEstimator(self.model_path, backend=p("backend"),
+                                        num_threads=int(p("num_threads")),
+                                        input_size=input_size)
+        meta = self.estimator.metadata
+        self.min_depth_m = float(p("min_depth_m")) or float(meta.min_depth_m)
+        self.max_depth_m = float(p("max_depth_m")) or float(meta.max_depth_m)
+        if not 0 < self.min_depth_m < self.max_depth_m:
+            raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {self.min_depth_m:g} "
+                             f"and {self.max_depth_m:g}")
+
+        self.warner = RateLimitedWarner(self.get_logger().warning, float(p("warn_period_s")))
+        self.stats = NodeStats(window_s=STATS_WINDOW_S)
+        self._slot = NewestSlot()
+        self._camera_info: CameraInfo | None = None
+        self._camera_info_lock = threading.Lock()
+        self._info_json: str | None = None  # last published depth/info
+        self._said_once: set[str] = set()
+        self.output_kind = "unknown"
+        self.last_fit: dict[str, float | int | bool] | None = None
+        self._logged_received = 0
+
+        self.input_qos = make_qos(p("input_reliability"), int(p("input_depth")))
+        out_qos = make_qos(p("output_reliability"), int(p("output_depth")))
+        self.depth_pub = self.create_publisher(Image, "depth", out_qos)
+        self.info_pub = self.create_publisher(CameraInfo, "depth/camera_info", out_qos)
+        self.depth_info_pub = self.create_publisher(String, "depth/info", latched_qos())
+        self.points_pub = self.create_publisher(PointCloud2, "points", out_qos)
+        self.colored_pub = self.create_publisher(Image, "depth/colored", out_qos)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
+                                                     make_qos("reliable", 10))
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+                                 self.input_qos)
+
+        self.get_logger().info(
+            f"model {self.model_path} ({meta.architecture}, {meta.kind}, {meta.output}) on "
+            f"{self.estimator.backend_name}; depth {self.depth_encoding}, range "
+            f"{self.min_depth_m:g}-{self.max_depth_m:g} m")
+        self.setup_inputs()
+        # Started last: a node that failed to build has no thread keeping it alive.
+        self._worker = threading.Thread(target=self._run_worker, name="depth_inference",
+                                        daemon=True)
+        self._worker.start()
+        self.create_timer(float(p("stats_period_s")), self._log_stats)
+        self.create_timer(float(p("diagnostics_period_s")), self.publish_diagnostics)
+
+    @abc.abstractmethod
+    def setup_inputs(self) -> None:
+        """Check the node's own parameters and subscribe to its inputs (besides
+        camera_info); called at the end of construction, before the worker starts."""
+
+    def param(self, name: str) -> Any:
+        """A parameter's current value."""
+        return self.get_parameter(name).value
+
+    # Subscriber side: cheap, never raises, never blocks on inference.
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        with self._camera_info_lock:
+            self._camera_info = msg
+
+    def latest_camera_info(self) -> CameraInfo | None:
+        """The newest CameraInfo received (None before the first)."""
+        with self._camera_info_lock:
+            return self._camera_info
+
+    def submit(self, job: DepthJob) -> None:
+        """Hand a job to the worker; a job still waiting is replaced and counted dropped."""
+        if self._slot.put(job):
+            self.stats.add("dropped")
+
+    @property
+    def frames_dropped(self) -> int:
+        """Jobs replaced by a newer one before inference reached them."""
+        return self._slot.dropped
+
+    @property
+    def bad_inputs(self) -> dict[str, int]:
+        """Counts of skipped or degraded inputs by kind of problem."""
+        return {key: count for key, count in self.warner.counts.items()
+                if key not in self.NOT_INPUT_PROBLEMS}
+
+    def warn_once(self, key: str, text: str) -> None:
+        """Log a warning the first time key is seen."""
+        if key not in self._said_once:
+            self._said_once.add(key)
+            self.get_logger().warning(text)
+
+    # Worker side.
+    def _run_worker(self) -> None:
+        while (job := self._slot.take()) is not None:
+            try:
+                self._process(job)
+            except ConversionError as exc:
+                self.warner.warn("bad_image", f"skipping image: {exc}")
+            except Exception as exc:  # one bad frame must never end the stream
+                if not self.context.ok():
+                    return  # shutting down (e.g. SIGINT): publishers are gone, nothing to warn
+                self.warner.warn("processing_error",
+                                 f"skipping frame after {type(exc).__name__}: {exc}")
+
+    def sparse_depth(self, job: DepthJob, camera: PinholeCamera) -> np.ndarray | None:
+        """The job's LiDAR as an H×W depth image (0 = none) in the camera, or None."""
+        return None
+
+    def _camera_for(self, job: DepthJob) -> PinholeCamera | None:
+        msg = job.image
+        if job.camera_info is None:
+            self.warner.warn("no_camera_info",
+                             "no CameraInfo received on 'camera_info' yet; skipping image")
+            return None
+        try:
+            camera = camera_info_to_camera(job.camera_info)
+        except ConversionError as exc:
+            self.warner.warn("bad_camera_info", f"skipping image, bad CameraInfo: {exc}")
+            return None
+        if (camera.width, camera.height) != (msg.width, msg.height):
+            self.warner.warn(
+                "size_mismatch",
+                f"skipping image: CameraInfo is {camera.width}x{camera.height} but the image "
+                f"is {msg.width}x{msg.height}")
+            return None
+        return camera
+
+    def _process(self, job: DepthJob) -> None:
+        rgb = image_to_rgb(job.image)
+        camera = self._camera_for(job)
+        if camera is None:
+            return
+        sparse = self.sparse_depth(job, camera)
+        if sparse is None and self.estimator.metadata.kind == "fusion":
+            # A fusion model without LiDAR degrades to mono: an empty sparse input.
+            sparse = np.zeros(rgb.shape[:2], dtype=np.float32)
+        prediction = self.estimator.predict_detailed(rgb, sparse_depth=sparse,
+                                                     fx=camera.fx)
+        self._note_prediction(prediction, lidar=job.points is not None)
+        self._publish(job, rgb, camera, prediction.depth, prediction.kind)
+        self.stats.add_output(time.monotonic() - job.received)
+
+    def _note_prediction(self, prediction: DepthPrediction, lidar: bool) -> None:
+        """Log what changed about the output (its kind, the fit) and latch depth/info."""
+        kind = prediction.kind
+        fit = prediction.fit
+        if fit is not None:
+            fit_values = {"scale": float(fit.scale), "shift": float(fit.shift),
+                          "inlier_fraction": float(fit.inlier_fraction),
+                          "rms_relative_residual": float(fit.rms_relative_residual),
+                          "points": int(fit.points), "ok": bool(fit.ok)}
+            if self.last_fit is None or self.last_fit["ok"] != fit_values["ok"]:
+                figures = (f"{fit.points} LiDAR points, scale {fit.scale:.4g}, shift "
+                           f"{fit.shift:.4g}, inliers {100 * fit.inlier_fraction:.0f} %")
+                # rclpy loggers refuse two severities from one call site: two calls.
+                if fit.ok:
+                    self.get_logger().info(f"scale-and-shift fit ok: {figures}")
+                else:
+                    self.get_logger().warning(f"scale-and-shift fit FAILED ({fit.reason}), "
+                                              f"depth stays relative: {figures}")
+            self.last_fit = fit_values
+        encoding = self.depth_encoding if kind == METRIC else "32FC1"
+        if kind != self.output_kind:
+            if kind == RELATIVE:
+                self.get_logger().warning(
+                    f"publishing RELATIVE depth on 'depth': model {Path(self.model_path).name} "
+                    "predicts affine-invariant inverse depth (larger is nearer) and no LiDAR "
+                    "is there to make it metric; see 'depth/info'")
+                if self.depth_encoding != "32FC1":
+                    self.warn_once("relative_16uc1", "relative depth has no millimetres: "
+                                   "publishing it as 32FC1 despite depth_encoding 16UC1")
+            else:
+                self.get_logger().info(f"publishing metric depth ({encoding}, metres)")
+            self.output_kind = kind
+        info = depth_info(kind, encoding, Path(self.model_path).name,
+                          self.estimator.backend_name, lidar)
+        if info != self._info_json:
+            self.depth_info_pub.publish(String(data=info))
+            self._info_json = info
+
+    def _publish(self, job: DepthJob, rgb: np.ndarray, camera: PinholeCamera,
+                 depth: np.ndarray, kind: str) -> None:
+        header = job.image.header
+        if kind == METRIC:
+            outside = ~((depth >= self.min_depth_m) & (depth <= self.max_depth_m))
+            depth = depth.copy() if not depth.flags.writeable else depth
+            depth[outside] = np.nan
+            encoding = self.depth_encoding
+        else:
+            encoding = "32FC1"
+        self.depth_pub.publish(depth_to_image(depth, header, encoding))
+        self.info_pub.publish(copy_camera_info(job.camera_info, header))
+        if self.param("publish_points") and self.points_pub.get_subscription_count() > 0:
+            if kind == METRIC:
+                self.points_pub.publish(self.make_cloud(depth, rgb, camera, header))
+            else:
+                self.warn_once("relative_points", "no 'points' while depth is relative: "
+                               "inverse depth of unknown scale has no 3-D points")
+        if self.param("publish_colored") and self.colored_pub.get_subscription_count() > 0:
+            self.colored_pub.publish(numpy_to_image(self.colorize(depth, kind), "rgb8",
+                                                    header))
+
+    def make_cloud(self, depth: np.ndarray, rgb: np.ndarray, camera: PinholeCamera,
+                   header: Header) -> PointCloud2:
+        """The organised cloud of the depth image, of every points_decimation-th pixel."""
+        step = self.points_decimation
+        colour = rgb if self.param("points_rgb") else None
+        if step == 1:
+            return depth_to_pointcloud2(depth, camera.K, header, rgb=colour)
+        if colour is not None:
+            colour = np.ascontiguousarray(colour[::step, ::step])
+        return depth_to_pointcloud2(np.ascontiguousarray(depth[::step, ::step]),
+                                    decimated_intrinsics(camera.K, step), header, rgb=colour)
+
+    def colorize(self, depth: np.ndarray, kind: str) -> np.ndarray:
+        """rgb8 colours of the depth (near red, far blue), fixed or per-frame range."""
+        if kind != METRIC:
+            # Colours follow inverse depth; the reciprocal of relative inverse depth is a
+            # pseudo-depth that colorize_depth maps back linearly in it, scale-free.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pseudo = np.where(depth > 0, 1.0 / depth, np.nan).astype(np.float32)
+            return colorize_depth(pseudo)
+        if self.colored_range == "auto":
+            return colorize_depth(depth)
+        return colorize_depth(depth, self.min_depth_m, self.max_depth_m)
+
+    # Reporting.
+    def report(self) -> DepthReport:
+        """The diagnostics snapshot; nodes with LiDAR add their pairing counts."""
+        stats = self.stats
+        p50, p90, p99 = stats.latency_ms()
+        return DepthReport(
+            backend=self.estimator.backend_name, model=Path(self.model_path).name,
+            output_kind=self.output_kind, input_rate_hz=stats.rate_hz("image"),
+            output_rate_hz=stats.rate_hz("published"), latency_ms=(p50, p90, p99),
+            frames_received=stats.total("image"), frames_published=stats.total("published"),
+            frames_dropped=self.frames_dropped, dropped_in_window=stats.in_window("dropped"),
+            received_in_window=stats.in_window("image"),
+            seconds_since_input=stats.seconds_since("image"), bad_inputs=self.bad_inputs,
+            fit=self.last_fit)
+
+    def publish_diagnostics(self) -> None:
+        """Publish the node's DiagnosticStatus on /diagnostics."""
+        stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(diagnostic_array(
+            # The fully qualified name: several depth nodes (one per camera) share /diagnostics.
+            self.report(), f"{self.get_fully_qualified_name()}: depth",
+            self.estimator.backend_name, stamp,
+            stale_after_s=STALE_AFTER_S))
+
+    def _log_stats(self, final: bool = False) -> None:
+        report = self.report()
+        if not report.frames_received or (report.frames_received == self._logged_received
+                                          and not final):
+            return  # nothing came since the last line
+        self._logged_received = report.frames_received
+        self.get_logger().info(
+            f"frames in {report.frames_received}, out {report.frames_published}, dropped "
+            f"{report.frames_dropped}, bad {sum(report.bad_inputs.values())}; "
+            f"{report.input_rate_hz:.1f} Hz in, {report.output_rate_hz:.1f} Hz out; latency "
+            f"ms p50 {report.latency_ms[0]:.1f} p90 {report.latency_ms[1]:.1f}")
+
+    def destroy_node(self) -> None:
+        """Stop the worker before the publishers go away, then log the totals."""
+        worker = getattr(self, "_worker", None)
+        if worker is not None:  # None: construction failed part-way, nothing ran
+            self._slot.close()
+            worker.join(timeout=5.0)
+            self._log_stats(final=True)
+        super().destroy_node()
