@@ -19,6 +19,7 @@ import sys
 import types
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -28,6 +29,7 @@ from test_model_zoo import MODEL_NAMES, build, export_dynamic, make_inputs, size
 
 import depth_ros.inference.engine_cache as engine_cache
 import depth_ros.inference.tensorrt as trt_module
+from depth_ros.geometry import resize_sparse_depth
 from depth_ros.inference.engine_cache import (
     EngineCacheError,
     EngineKey,
@@ -47,6 +49,7 @@ from depth_ros.inference.tensorrt import (
     require_tensorrt,
 )
 from depth_ros.inference.trt_ops import TENSORRT_ONNX_OPS, unsupported_onnx_ops
+from depth_ros.kitti import read_depth_png
 from depth_ros.models import ModelMetadata, create_model
 from depth_ros.synthetic import write_synthetic_drive
 
@@ -309,6 +312,21 @@ def test_calibration_batches_have_the_profile_shape(drives_root: Path, kind: str
             assert batch["sparse_depth"].dtype == np.float32
             assert not batch["sparse_depth"].any()
     assert not np.array_equal(batches[0]["image"], batches[-1]["image"]) or batch_size == 2
+
+
+def test_calibration_lidar_is_resized_point_by_point(tmp_path: Path) -> None:
+    """Fusion calibration batches carry the LiDAR as DepthEstimator feeds it: every return
+    that lands in the smaller image is kept, the nearest winning a shared pixel."""
+    write_synthetic_drive(tmp_path, num_frames=1, seed=4243, progress=False, stereo=False,
+                          width=414, height=125)
+    data = CalibrationData(tmp_path, num_frames=1, height=64, width=128, kind="fusion")
+    (drive, index), = data.frames
+    full = read_depth_png(drive.path / "proj_depth" / "velodyne_raw" / "image_02"
+                          / f"{drive.frames[index]}.png")
+    sparse = data.batch(0)["sparse_depth"][0, 0]
+    np.testing.assert_array_equal(sparse, resize_sparse_depth(full, 128, 64))
+    nearest = cv2.resize(full, (128, 64), interpolation=cv2.INTER_NEAREST_EXACT)
+    assert (sparse > 0).sum() > 1.5 * (nearest > 0).sum() > 0  # 4308 against 2455 here
 
 
 def test_calibration_needs_drives(tmp_path: Path) -> None:

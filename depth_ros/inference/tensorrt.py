@@ -99,16 +99,16 @@ class CalibrationData:
         return len(self.frames) // self.batch_size
 
     def _sparse(self, drive: Any, index: int) -> np.ndarray:
-        import cv2
-
+        from depth_ros.geometry import resize_sparse_depth
         from depth_ros.kitti import read_depth_png
 
         path = (drive.path / "proj_depth" / "velodyne_raw" / f"image_{self.camera:02d}"
                 / f"{drive.frames[index]}.png")
         if not path.is_file():
             return np.zeros((self.height, self.width), np.float32)
-        return cv2.resize(read_depth_png(path), (self.width, self.height),
-                          interpolation=cv2.INTER_NEAREST_EXACT)
+        # Point by point, as DepthEstimator feeds the engine: calibrating on the sparser
+        # nearest-pixel resampling would tune INT8 ranges to inputs the engine never sees.
+        return resize_sparse_depth(read_depth_png(path), self.width, self.height)
 
     def batch(self, number: int) -> dict[str, np.ndarray]:
         """The number-th batch as {input name: contiguous float32 array}."""
