@@ -59,8 +59,10 @@ def start_mono(namespace: str, log_path: Path, **params) -> subprocess.Popen:
     return start_node("mono_depth_node", "mono_depth.yaml", namespace, log_path, **params)
 
 
-def test_node_serves_a_drive_played_by_another_process(drive, tmp_path):
+def test_node_serves_a_drive_played_by_another_process(drive, tmp_path, monkeypatch):
     ns = "/t_serve"
+    ros_log_dir = tmp_path / "ros_log"
+    monkeypatch.setenv("ROS_LOG_DIR", str(ros_log_dir))  # the node's ~/.ros/log file
     node = start_mono(ns, tmp_path / "node.log")
     player = subprocess.Popen(
         node_command("kitti_drive_publisher", params={
@@ -75,8 +77,18 @@ def test_node_serves_a_drive_played_by_another_process(drive, tmp_path):
             "node_log": (tmp_path / "node.log").read_text()[-3000:]}
     finally:
         stop_process(player)
-        assert stop_process(node) == 0, (tmp_path / "node.log").read_text()[-3000:]
+        code = stop_process(node)
+        # Ctrl-C: the node leaves the graph at once (not after the DDS lease of 20 s) and
+        # its ROS log file holds everything it logged, the totals written at shutdown too.
+        left = listener.spin_until(
+            lambda: "mono_depth_node" not in listener.node.get_node_names(), 5)
         listener.close()
+    assert code == 0, (tmp_path / "node.log").read_text()[-3000:]
+    assert left, "the stopped node is still in the ROS graph"
+    ros_logs = [p.read_text() for p in ros_log_dir.glob("*.log")]
+    node_logs = [text for text in ros_logs if f"[{ns[1:]}.mono_depth_node]" in text]
+    assert len(node_logs) == 1, ros_logs
+    assert "frames in" in node_logs[0] and "model " in node_logs[0], node_logs[0]
 
     stamps = {round(s * 1e9) for s in drive.timestamps()}
     infos = {Time.from_msg(m.header.stamp).nanoseconds: m

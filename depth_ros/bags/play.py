@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -41,6 +42,8 @@ from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
 from tqdm import tqdm
+
+from depth_ros.ros.entry import enable_stack_dumps, end_process
 
 NODE_NAME = "depth_ros_bag_play"
 TF_STATIC_TOPIC = "/tf_static"
@@ -356,8 +359,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; ROS arguments after ``--ros-args`` go to rclpy."""
+def play_main(argv: list[str] | None = None) -> int:
+    """Play a bag as the command line says; returns the exit code. ROS arguments after
+    ``--ros-args`` go to rclpy."""
     argv = list(sys.argv[1:] if argv is None else argv)
     ros_args = argv[argv.index("--ros-args"):] if "--ros-args" in argv else []
     args = _parser().parse_args(argv[:len(argv) - len(ros_args)])
@@ -366,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                           clock_hz=args.clock, restamp=args.restamp,
                           wait_for_subscribers=args.wait_for_subscribers, delay_s=args.delay,
                           qos_depth=args.qos_depth, progress=not args.no_progress)
+    enable_stack_dumps()
     rclpy.init(args=[NODE_NAME, *ros_args])
     node = Node(NODE_NAME)
     player = None
@@ -383,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console-script entry point: plays, then ends the process (see ``end_process``)."""
+    end_process(play_main(argv))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import rclpy.logging
@@ -25,7 +26,7 @@ from std_msgs.msg import Empty
 
 from depth_ros.online_eval import EvalProtocol, OnlineDepthEvaluator
 from depth_ros.ros.conversions import ConversionError, image_to_numpy
-from depth_ros.ros.entry import run_node
+from depth_ros.ros.entry import end_process, run_node
 from depth_ros.ros.qos import make_qos
 from depth_ros.ros.rate_limit import RateLimitedWarner
 
@@ -160,9 +161,9 @@ class DepthEvalNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None) -> NoReturn:
     """Console-script entry point: ``depth_eval_node --ros-args -r depth:=... ``."""
-    return run_node(DepthEvalNode, NODE_NAME, args, (ValueError,))
+    end_process(run_node(DepthEvalNode, NODE_NAME, args, (ValueError,)))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import NoReturn
 
 import numpy as np
 from rclpy.node import Node
@@ -21,7 +22,7 @@ from std_msgs.msg import Header
 
 from depth_ros.kitti import KittiDrive, KittiFormatError
 from depth_ros.ros.conversions import camera_to_camera_info, numpy_to_image
-from depth_ros.ros.entry import run_node
+from depth_ros.ros.entry import end_process, run_node
 from depth_ros.ros.qos import make_qos
 
 NODE_NAME = "kitti_drive_publisher"
@@ -121,9 +122,9 @@ class DrivePublisher(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None) -> NoReturn:
     """Console-script entry point: ``kitti_drive_publisher --ros-args -p drive_path:=...``."""
-    return run_node(DrivePublisher, NODE_NAME, args, (KittiFormatError, ValueError))
+    end_process(run_node(DrivePublisher, NODE_NAME, args, (KittiFormatError, ValueError)))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import signal
+import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 import rclpy
 import rclpy.logging
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+
+
+def enable_stack_dumps() -> None:
+    """``kill -USR1 <pid>`` prints every thread's stack to stderr: how a hung node is
+    diagnosed (``launching.stop_process`` asks for it before it kills)."""
+    if hasattr(signal, "SIGUSR1"):  # not on Windows
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
@@ -17,6 +29,7 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
     An exception of ``startup_errors`` while the node is being built (a missing model, a bad
     parameter) is logged as one fatal line and gives exit code 1, not a traceback.
     """
+    enable_stack_dumps()
     rclpy.init(args=args)
     node = None
     try:
@@ -34,3 +47,46 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def end_process(code: int) -> NoReturn:
+    """End a node's process with ``code`` once its ROS side is shut down, skipping the
+    interpreter's teardown of the libraries it imported.
+
+    What the node owns is released here, in order: the rcl context is shut down and destroyed
+    (the DDS participant leaves the graph) and ROS logging is finalised, which closes the log
+    file under ``~/.ros/log`` (rclpy's SIGINT handler shuts the context down without doing
+    that; the file is otherwise flushed by a C++ destructor at exit). What is left is module
+    teardown, which only costs: torch's alone takes 0.5 s on every exit here, and a node under
+    CI load once hung in the interpreter's finalisation past the 10 s a test (or ``ros2
+    launch``, which escalates to SIGTERM after 5 s) waits after Ctrl-C.
+    """
+    context = rclpy.get_default_context()
+    context.try_shutdown()
+    context.destroy()
+    _finalise_ros_logging()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing left to flush
+            pass
+    os._exit(code)
+
+
+def _finalise_ros_logging() -> None:
+    """Close rcl logging (and its log file) if no context has done so; the process ends next.
+
+    rclpy counts the contexts that configured logging and finalises it when the count drops to
+    zero, which its SIGINT path skips. The counter is rclpy's module state (Humble to Kilted);
+    without it, nothing is done and the file keeps what the logger flushed so far.
+    """
+    import rclpy.context
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    lock = getattr(rclpy.context, "g_logging_configure_lock", None)
+    if lock is None or not hasattr(rclpy.context, "g_logging_ref_count"):
+        return
+    with lock:
+        if rclpy.context.g_logging_ref_count > 0:
+            rclpy_implementation.rclpy_logging_fini()
+            rclpy.context.g_logging_ref_count = 0

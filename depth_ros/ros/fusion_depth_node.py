@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import NoReturn
 
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2
@@ -31,7 +32,7 @@ from depth_ros.ros.depth_node_base import (
     DepthNodeBase,
 )
 from depth_ros.ros.diagnostics import DepthReport
-from depth_ros.ros.entry import run_node
+from depth_ros.ros.entry import end_process, run_node
 from depth_ros.ros.extrinsics import (
     BODY_TO_OPTICAL,
     finite_points,
@@ -196,9 +197,9 @@ class FusionDepthNode(DepthNodeBase):
         return report
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None) -> NoReturn:
     """Console-script entry point: ``fusion_depth_node --ros-args --params-file ...``."""
-    return run_node(FusionDepthNode, NODE_NAME, args, (ModelLoadError, ValueError))
+    end_process(run_node(FusionDepthNode, NODE_NAME, args, (ModelLoadError, ValueError)))
 
 
 if __name__ == "__main__":

@@ -81,12 +81,22 @@ def node_command(executable: str, params_file: Path | None = None,
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> int:
-    """SIGINT (a node's clean shutdown), then SIGKILL if it does not exit in time."""
+    """SIGINT (a node's clean shutdown), then SIGKILL if it does not exit in time.
+
+    Before the kill, SIGUSR1 asks a depth_ros node to print its threads' stacks to its log,
+    so that a hang at shutdown can be diagnosed.
+    """
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            if hasattr(signal, "SIGUSR1"):
+                proc.send_signal(signal.SIGUSR1)
+                try:
+                    proc.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    pass
             proc.kill()
             proc.wait()
     return proc.returncode

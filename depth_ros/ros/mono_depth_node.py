@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import NoReturn
 
 from sensor_msgs.msg import Image
 
@@ -22,7 +23,7 @@ from depth_ros.ros.depth_node_base import (
     DepthJob,
     DepthNodeBase,
 )
-from depth_ros.ros.entry import run_node
+from depth_ros.ros.entry import end_process, run_node
 from depth_ros.weights import DEFAULT_MONO_MODEL
 
 NODE_NAME = "mono_depth_node"
@@ -63,9 +64,9 @@ class MonoDepthNode(DepthNodeBase):
         self.submit(DepthJob(msg, self.latest_camera_info(), time.monotonic()))
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None) -> NoReturn:
     """Console-script entry point: ``mono_depth_node --ros-args --params-file ...``."""
-    return run_node(MonoDepthNode, NODE_NAME, args, (ModelLoadError, ValueError))
+    end_process(run_node(MonoDepthNode, NODE_NAME, args, (ModelLoadError, ValueError)))
 
 
 if __name__ == "__main__":
