@@ -275,6 +275,7 @@ def test_16uc1_range_decimated_points_auto_colours_and_diagnostics(drive, tmp_pa
     assert level == 0 and message.startswith("publishing at"), message
     assert values["output kind"] == "metric" and values["model"] == "mono_cnn_synthetic.onnx"
     assert int(values["frames published"]) >= 2 and float(values["latency p50 ms"]) > 0
+    assert 0 < float(values["inference p50 ms"]) < float(values["latency p50 ms"])
     assert float(values["output rate Hz"]) > 0 and "unpaired images" not in values
     info = json.loads(listener.msgs["depth/info"][-1].data)
     assert info == {"kind": "metric", "units": "metres", "encoding": "16UC1",

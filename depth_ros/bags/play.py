@@ -43,7 +43,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
 from tqdm import tqdm
 
-from depth_ros.ros.entry import enable_stack_dumps, end_process
+from depth_ros.ros.entry import end_process, prepare_process
 
 NODE_NAME = "depth_ros_bag_play"
 TF_STATIC_TOPIC = "/tf_static"
@@ -370,7 +370,7 @@ def play_main(argv: list[str] | None = None) -> int:
                           clock_hz=args.clock, restamp=args.restamp,
                           wait_for_subscribers=args.wait_for_subscribers, delay_s=args.delay,
                           qos_depth=args.qos_depth, progress=not args.no_progress)
-    enable_stack_dumps()
+    prepare_process(NODE_NAME)
     rclpy.init(args=[NODE_NAME, *ros_args])
     node = Node(NODE_NAME)
     player = None

@@ -320,11 +320,13 @@ class DepthNodeBase(Node, abc.ABC):
         if sparse is None and self.estimator.metadata.kind == "fusion":
             # A fusion model without LiDAR degrades to mono: an empty sparse input.
             sparse = np.zeros(rgb.shape[:2], dtype=np.float32)
+        started = time.monotonic()
         prediction = self.estimator.predict_detailed(rgb, sparse_depth=sparse,
                                                      fx=camera.fx)
+        inference_s = time.monotonic() - started
         self._note_prediction(prediction, lidar=job.points is not None)
         self._publish(job, rgb, camera, prediction.depth, prediction.kind)
-        self.stats.add_output(time.monotonic() - job.received)
+        self.stats.add_output(time.monotonic() - job.received, inference_s)
 
     def _note_prediction(self, prediction: DepthPrediction, lidar: bool) -> None:
         """Log what changed about the output (its kind, the fit) and latch depth/info."""
@@ -419,6 +421,7 @@ class DepthNodeBase(Node, abc.ABC):
             backend=self.estimator.backend_name, model=Path(self.model_path).name,
             output_kind=self.output_kind, input_rate_hz=stats.rate_hz("image"),
             output_rate_hz=stats.rate_hz("published"), latency_ms=(p50, p90, p99),
+            inference_ms=stats.inference_ms(),
             frames_received=stats.total("image"), frames_published=stats.total("published"),
             frames_dropped=self.frames_dropped, dropped_in_window=stats.in_window("dropped"),
             received_in_window=stats.in_window("image"),

@@ -30,7 +30,8 @@ class NodeStats:
     """Event totals, and event rates and latencies over the last ``window_s`` seconds.
 
     Event kinds are free strings (``image``, ``cloud``, ``published``, ``dropped``,
-    ``unpaired_image``, ...); ``published`` events carry a latency.
+    ``unpaired_image``, ...); ``published`` events carry a latency and the inference time
+    spent on that frame.
     """
 
     def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
@@ -45,7 +46,8 @@ class NodeStats:
         self._totals: dict[str, int] = {}
         self._times: dict[str, deque[float]] = {}
         self._last: dict[str, float] = {}
-        self._latencies: deque[tuple[float, float]] = deque(maxlen=max_events)
+        # (time, latency, inference time) of each published frame, seconds
+        self._latencies: deque[tuple[float, float, float]] = deque(maxlen=max_events)
 
     def add(self, kind: str, count: int = 1) -> None:
         """Record ``count`` events of a kind now."""
@@ -58,11 +60,12 @@ class NodeStats:
             times.extend([now] * min(count, self._max_events))
             self._last[kind] = now
 
-    def add_output(self, latency_s: float) -> None:
-        """Record one published frame and its latency (input complete → published)."""
+    def add_output(self, latency_s: float, inference_s: float = float("nan")) -> None:
+        """Record one published frame: its latency (input complete → published) and the part
+        of it spent in inference (the model with its pre- and post-processing)."""
         self.add("published")
         with self._lock:
-            self._latencies.append((self._clock(), float(latency_s)))
+            self._latencies.append((self._clock(), float(latency_s), float(inference_s)))
 
     def total(self, kind: str) -> int:
         """Events of a kind since the start."""
@@ -106,9 +109,18 @@ class NodeStats:
 
     def latency_ms(self, percentiles: tuple[float, ...] = PERCENTILES) -> tuple[float, ...]:
         """Latency percentiles in milliseconds over the window (NaN without outputs)."""
+        return self._percentiles_ms(1, percentiles)
+
+    def inference_ms(self, percentiles: tuple[float, ...] = PERCENTILES) -> tuple[float, ...]:
+        """Percentiles of the inference time in milliseconds over the window (NaN without
+        outputs that recorded one)."""
+        return self._percentiles_ms(2, percentiles)
+
+    def _percentiles_ms(self, column: int, percentiles: tuple[float, ...]) -> tuple[float, ...]:
         with self._lock:
             self._trim(self._clock())
-            values = np.array([lat for _, lat in self._latencies], dtype=np.float64)
+            values = np.array([entry[column] for entry in self._latencies], dtype=np.float64)
+        values = values[np.isfinite(values)]
         if values.size == 0:
             return tuple(float("nan") for _ in percentiles)
         return tuple(float(v) for v in np.percentile(values * 1e3, percentiles))
@@ -136,6 +148,7 @@ class DepthReport:
     unpaired_clouds: int = 0
     bad_inputs: Mapping[str, int] = field(default_factory=dict)
     fit: Mapping[str, float | int | bool] | None = None
+    inference_ms: tuple[float, float, float] = (float("nan"),) * 3
 
 
 def assess(report: DepthReport, stale_after_s: float = 3.0,
@@ -177,6 +190,8 @@ def report_values(report: DepthReport) -> dict[str, str]:
         "latency p50 ms": p50,
         "latency p90 ms": p90,
         "latency p99 ms": p99,
+        "inference p50 ms": report.inference_ms[0],
+        "inference p90 ms": report.inference_ms[1],
         "frames received": report.frames_received,
         "frames published": report.frames_published,
         "frames dropped": report.frames_dropped,

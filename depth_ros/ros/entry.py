@@ -14,12 +14,22 @@ import rclpy.logging
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from depth_ros.ros.memory import keep_large_buffers
 
-def enable_stack_dumps() -> None:
-    """``kill -USR1 <pid>`` prints every thread's stack to stderr: how a hung node is
-    diagnosed (``launching.stop_process`` asks for it before it kills)."""
+
+def prepare_process(name: str) -> None:
+    """Process-wide set-up of a depth_ros node or tool, before ``rclpy.init``.
+
+    ``kill -USR1 <pid>`` prints every thread's stack to stderr: how a hung node is diagnosed
+    (``launching.stop_process`` asks for it before it kills). Large message buffers are kept
+    in the heap (``memory.keep_large_buffers``): publishing a point cloud otherwise costs
+    more in page faults than everything else the node does besides inference.
+    """
     if hasattr(signal, "SIGUSR1"):  # not on Windows
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+    reason = keep_large_buffers()
+    if reason is not None:
+        rclpy.logging.get_logger(name).info(f"malloc thresholds left as they are: {reason}")
 
 
 def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
@@ -29,7 +39,7 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
     An exception of ``startup_errors`` while the node is being built (a missing model, a bad
     parameter) is logged as one fatal line and gives exit code 1, not a traceback.
     """
-    enable_stack_dumps()
+    prepare_process(name)
     rclpy.init(args=args)
     node = None
     try:
