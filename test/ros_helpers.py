@@ -68,7 +68,13 @@ class Listener:
         return [m for m in self.msgs[topic] if stamp_ns(m) == stamp]
 
     def close(self) -> None:
-        """Destroy the node and its context."""
+        """Destroy the node and its context.
+
+        Close a listener after the node processes it talked to have stopped: destroying the
+        last node of a context deletes its DDS participant, and Fast DDS 3.2 can deadlock
+        there while a TCP reader thread blocks on a peer that is alive and silent (see
+        ``depth_ros.ros.entry.release_for_exit``).
+        """
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)

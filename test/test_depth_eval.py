@@ -145,11 +145,14 @@ def _header(stamp_ns: int) -> Header:
 
 
 class Publisher:
-    """A node of its own context publishing depth and ground truth into ``namespace``."""
+    """A node publishing depth and ground truth into ``namespace``, in its own context or in
+    ``context`` (then the context is the caller's to shut down)."""
 
-    def __init__(self, namespace: str) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context)
+    def __init__(self, namespace: str, context: Context | None = None) -> None:
+        self.owns_context = context is None
+        self.context = Context() if context is None else context
+        if self.owns_context:
+            rclpy.init(context=self.context)
         self.node = rclpy.create_node("eval_test_publisher", namespace=namespace,
                                       context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -164,7 +167,8 @@ class Publisher:
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        if self.owns_context:
+            rclpy.shutdown(context=self.context)
 
 
 def _spin_until(executors, done, timeout_s: float) -> bool:
@@ -185,7 +189,9 @@ def test_node_scores_published_pairs_and_writes_on_request(tmp_path):
         Parameter("report_path", value=str(report)), Parameter("idle_timeout_s", value=0.0)])
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    pub = Publisher(ns)
+    # One context, one DDS participant: deleting one of two participants that talk over TCP
+    # while the other lives can deadlock in Fast DDS 3.2 (ros_helpers.Listener.close).
+    pub = Publisher(ns, context=context)
     executors = [executor, pub.executor]
     pairs = [_pair(seed) for seed in range(10, 14)]
     try:

@@ -198,8 +198,10 @@ def fusion_node(drive, fusion_model, tmp_path_factory):
         yield {"name": name, "model": model, "log": log, "rig": rig, "listener": listener,
                "proc": proc}
     finally:
-        listener.close()
-        stop_node(proc, log)
+        try:
+            stop_node(proc, log)
+        finally:  # the node first: see ros_helpers.Listener.close
+            listener.close()
 
 
 def _abs_rel(depth: np.ndarray, gt: np.ndarray) -> float:
@@ -363,8 +365,10 @@ def test_relative_model_is_relative_without_lidar_and_metric_with_it(drive, tmp_
         values = rig.diagnostics()
         assert values["fit ok"] == "False" and "fit to the LiDAR failed" in values["_message"]
     finally:
-        listener.close()
-        stop_node(proc, log)
+        try:
+            stop_node(proc, log)
+        finally:  # the node first: see ros_helpers.Listener.close
+            listener.close()
 
 
 @pytest.mark.parametrize("params, words", [

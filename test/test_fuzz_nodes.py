@@ -476,8 +476,10 @@ def test_malformed_inputs_cost_no_crash_and_no_good_frame(executable, tmp_path):
                     if not any(rig.replied(stamp) for stamp in stamps)]
         assert proc.poll() is None, log.read_text()[-3000:]
     finally:
-        listener.close()
-        stop_node(proc, log)  # exit code 0, no traceback
+        try:
+            stop_node(proc, log)  # exit code 0, no traceback
+        finally:  # the node first: see ros_helpers.Listener.close
+            listener.close()
 
     assert tally.malformed >= 30, tally.malformed
     assert tally.lost == [], f"good frames lost after: {tally.lost}"

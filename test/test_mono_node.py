@@ -75,16 +75,18 @@ def test_node_serves_a_drive_played_by_another_process(drive, tmp_path, monkeypa
         got = listener.spin_until(lambda: all(len(listener.msgs[t]) >= 2 for t in outputs), 90)
         assert got, {k: len(v) for k, v in listener.msgs.items()} | {
             "node_log": (tmp_path / "node.log").read_text()[-3000:]}
+        assert listener.node.count_subscribers(f"{ns}/image") == 1
     finally:
         stop_process(player)
         code = stop_process(node)
-        # Ctrl-C: the node leaves the graph at once (not after the DDS lease of 20 s) and
+        # Ctrl-C: the node's topics leave the graph at once (not after the DDS lease) and
         # its ROS log file holds everything it logged, the totals written at shutdown too.
         left = listener.spin_until(
-            lambda: "mono_depth_node" not in listener.node.get_node_names(), 5)
+            lambda: listener.node.count_publishers(f"{ns}/depth") == 0
+            and listener.node.count_subscribers(f"{ns}/image") == 0, 5)
         listener.close()
     assert code == 0, (tmp_path / "node.log").read_text()[-3000:]
-    assert left, "the stopped node is still in the ROS graph"
+    assert left, "the stopped node's topics are still in the ROS graph"
     ros_logs = [p.read_text() for p in ros_log_dir.glob("*.log")]
     node_logs = [text for text in ros_logs if f"[{ns[1:]}.mono_depth_node]" in text]
     assert len(node_logs) == 1, ros_logs
@@ -269,8 +271,10 @@ def test_16uc1_range_decimated_points_auto_colours_and_diagnostics(drive, tmp_pa
         level, message, values = _diagnostics(listener, "mono_depth_node: depth")
         assert listener.spin_until(lambda: listener.msgs["depth/info"], 5)
     finally:
-        listener.close()
-        stop_node(node, log)
+        try:
+            stop_node(node, log)
+        finally:  # the node first: see ros_helpers.Listener.close
+            listener.close()
 
     assert level == 0 and message.startswith("publishing at"), message
     assert values["output kind"] == "metric" and values["model"] == "mono_cnn_synthetic.onnx"
@@ -327,8 +331,10 @@ def test_relative_model_without_lidar_publishes_relative_depth_and_says_so(drive
                                    and listener.msgs["depth/info"], 10)
         level, message, values = _diagnostics(listener, "mono_depth_node: depth")
     finally:
-        listener.close()
-        stop_node(node, log)
+        try:
+            stop_node(node, log)
+        finally:  # the node first: see ros_helpers.Listener.close
+            listener.close()
     (msg,) = listener.stamped("depth", stamp)
     np.testing.assert_allclose(image_to_numpy(msg),
                                DepthEstimator(model).predict_detailed(drive.rgb(0)).depth,

@@ -43,7 +43,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
 from tqdm import tqdm
 
-from depth_ros.ros.entry import end_process, prepare_process
+from depth_ros.ros.entry import end_process, prepare_process, release_for_exit
 
 NODE_NAME = "depth_ros_bag_play"
 TF_STATIC_TOPIC = "/tf_static"
@@ -385,8 +385,7 @@ def play_main(argv: list[str] | None = None) -> int:
     finally:
         if player is not None:
             player.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        release_for_exit(node)  # the process ends next (main)
     return 0
 
 

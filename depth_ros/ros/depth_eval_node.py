@@ -155,9 +155,13 @@ class DepthEvalNode(Node):
                        f"unpaired: {unmatched['groundtruth']} ground truth (frames without "
                        f"depth), {unmatched['predictions']} depth images"]))
 
-    def destroy_node(self) -> None:
-        """Write the final report, then shut down."""
+    def finish(self) -> None:
+        """Write the final report."""
         self.write_report()
+
+    def destroy_node(self) -> None:
+        """Write the final report, then destroy the node."""
+        self.finish()
         super().destroy_node()
 
 

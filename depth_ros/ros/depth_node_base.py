@@ -449,11 +449,16 @@ class DepthNodeBase(Node, abc.ABC):
             f"{report.input_rate_hz:.1f} Hz in, {report.output_rate_hz:.1f} Hz out; latency "
             f"ms p50 {report.latency_ms[0]:.1f} p90 {report.latency_ms[1]:.1f}")
 
-    def destroy_node(self) -> None:
-        """Stop the worker before the publishers go away, then log the totals."""
+    def finish(self) -> None:
+        """Stop the worker before the publishers go away, then log the totals (once)."""
         worker = getattr(self, "_worker", None)
         if worker is not None:  # None: construction failed part-way, nothing ran
             self._slot.close()
             worker.join(timeout=5.0)
             self._log_stats(final=True)
+            self._worker = None
+
+    def destroy_node(self) -> None:
+        """Stop the worker and log the totals, then destroy the node."""
+        self.finish()
         super().destroy_node()

@@ -115,10 +115,15 @@ class DrivePublisher(Node):
         self.info_pub.publish(camera_to_camera_info(self.camera, header))
         self.image_pub.publish(numpy_to_image(np.ascontiguousarray(rgb), "rgb8", header))
 
-    def destroy_node(self) -> None:
-        """Close the stamp log."""
+    def finish(self) -> None:
+        """Close the stamp log (idempotent)."""
         if self._stamp_log is not None:
             self._stamp_log.close()
+            self._stamp_log = None
+
+    def destroy_node(self) -> None:
+        """Close the stamp log, then destroy the node."""
+        self.finish()
         super().destroy_node()
 
 

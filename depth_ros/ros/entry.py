@@ -6,6 +6,7 @@ import faulthandler
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -54,26 +55,47 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
         pass
     finally:
         if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+            release_for_exit(node)
+        else:
+            rclpy.try_shutdown()  # no node, no DDS participant yet: nothing can block
     return 0
 
 
-def end_process(code: int) -> NoReturn:
-    """End a node's process with ``code`` once its ROS side is shut down, skipping the
-    interpreter's teardown of the libraries it imported.
+def release_for_exit(node: Node, grace_s: float = 0.2) -> None:
+    """Wind a node down before its process ends: its own ``finish()`` (stop the worker, log
+    the totals, write reports), then its timers, subscriptions, services and publishers, so
+    that the rest of the graph sees its topics go at once.
 
-    What the node owns is released here, in order: the rcl context is shut down and destroyed
-    (the DDS participant leaves the graph) and ROS logging is finalised, which closes the log
-    file under ``~/.ros/log`` (rclpy's SIGINT handler shuts the context down without doing
-    that; the file is otherwise flushed by a C++ destructor at exit). What is left is module
-    teardown, which only costs: torch's alone takes 0.5 s on every exit here, and a node under
-    CI load once hung in the interpreter's finalisation past the 10 s a test (or ``ros2
-    launch``, which escalates to SIGTERM after 5 s) waits after Ctrl-C.
+    The rcl node itself is not finalised: finalising the last node of a context deletes the
+    DDS participant, and Fast DDS 3.2 can deadlock there (``TCPTransportInterface::clean`` →
+    ``TCPChannelResourceBasic::disconnect`` waits for a mutex that a TCP reader thread holds
+    while it blocks reading from a peer that is alive and silent; seen under CPU load, in
+    nodes and in test processes alike, with gdb). The process ends next (``end_process``); the
+    kernel closes its sockets, and other participants drop it from their graph when its lease
+    runs out. ``grace_s`` lets discovery send the endpoints' disposal before that.
     """
-    context = rclpy.get_default_context()
-    context.try_shutdown()
-    context.destroy()
+    finish = getattr(node, "finish", None)
+    if finish is not None:
+        finish()
+    for destroy, items in ((node.destroy_timer, node.timers),
+                           (node.destroy_subscription, node.subscriptions),
+                           (node.destroy_service, node.services),
+                           (node.destroy_client, node.clients),
+                           (node.destroy_publisher, node.publishers)):
+        for item in list(items):
+            destroy(item)
+    time.sleep(grace_s)
+
+
+def end_process(code: int) -> NoReturn:
+    """End a node's process with ``code`` once the node is wound down (``run_node``),
+    skipping the interpreter's teardown of the libraries it imported.
+
+    ROS logging is finalised first, which closes the log file under ``~/.ros/log`` (rclpy's
+    SIGINT handler shuts the context down without doing that; the file is otherwise flushed by
+    a C++ destructor at exit). The DDS participant is not deleted (see ``release_for_exit``),
+    and module teardown is skipped: torch's alone takes 0.5 s on every exit here.
+    """
     _finalise_ros_logging()
     for stream in (sys.stdout, sys.stderr):
         try:
