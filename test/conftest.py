@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from pathlib import Path
 
@@ -17,6 +18,32 @@ def pytest_configure(config: pytest.Config) -> None:
     # LOCALHOST is left out on purpose: it undoes LARGE_DATA and most images are lost.)
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+
+
+# A test that takes longer than this is hung (the slowest takes ~1 min here): every thread's
+# stack is printed and the run ends with an error, instead of waiting for CI's time limit.
+# faulthandler's timer runs in C, so it fires even while a native call holds the GIL (a DDS
+# deadlock does), which a Python-level timeout cannot.
+HUNG_TEST_S = 600
+
+
+def _stderr_fd(config: pytest.Config) -> int:
+    """The file descriptor pytest's faulthandler writes to: stderr, not the test capture."""
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        return config.stash[fault_handler_stderr_fd_key]
+    except (ImportError, KeyError):
+        return 2
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    faulthandler.dump_traceback_later(HUNG_TEST_S, exit=True, file=_stderr_fd(item.config))
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(scope="session")

@@ -179,7 +179,7 @@ class Rig:
                                                              "_level": status.level[0]}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def fusion_node(drive, fusion_model, tmp_path_factory):
     """One fusion_depth_node for the module's tests, with a listener and publishers."""
     name, model = fusion_model
@@ -209,96 +209,101 @@ def _abs_rel(depth: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean(np.abs(depth[valid] - gt[valid]) / gt[valid]))
 
 
-def test_depth_comes_from_the_paired_lidar_in_every_layout(fusion_node, drive):
-    rig: Rig = fusion_node["rig"]
-    served = [rig.serve(index, LAYOUTS[index % 2])[1] for index in range(len(drive))]
-    backend = "torch" if fusion_node["model"].suffix == ".pt" else "onnxruntime"
-    reference = DepthEstimator(fusion_node["model"], backend=backend)
-    values = rig.diagnostics()  # read while the outputs are within the stats window
-    assert values["output kind"] == "metric" and values["backend"] == reference.backend_name
-    assert int(values["frames published"]) >= len(drive)
-    assert float(values["latency p50 ms"]) > 0 and float(values["cloud rate Hz"]) > 0
-    info = json.loads(fusion_node["listener"].msgs["depth/info"][-1].data)
-    assert info["kind"] == "metric" and info["units"] == "metres" and info["lidar"] is True
+class TestOneNodeForSeveralChecks:
+    """Tests sharing one fusion node (``fusion_node``, class-scoped: it stops before the
+    module's other tests start theirs, see ros_helpers.Listener.close)."""
 
-    calib = KittiRawCalibration.from_files(drive.calib_path(),
-                                           drive.calib_path("calib_velo_to_cam.txt"))
-    mono = DepthEstimator(DEFAULT_MONO_MODEL)
-    fusion_rel, mono_rel = [], []
-    for index, msg in enumerate(served):
-        layout = LAYOUTS[index % 2]
-        assert msg.header.frame_id == FRAME_ID and msg.encoding == "32FC1"
-        assert (msg.height, msg.width) == (HEIGHT, WIDTH)
-        depth = image_to_numpy(msg)
-        rgb = drive.rgb(index)
-        # The node's answer is the model's answer for the devkit's projection of this scan.
-        sparse = calib.sparse_depth(rig.scan(index), WIDTH, HEIGHT)
-        expected = reference.predict_detailed(rgb, sparse, rig.camera.fx).depth
-        without_lidar = reference.predict_detailed(rgb, np.zeros_like(sparse),
-                                                   rig.camera.fx).depth
-        valid = np.isfinite(depth)
-        assert valid.mean() > 0.99, layout
-        np.testing.assert_allclose(depth[valid], expected[valid], rtol=1e-3, atol=1e-3,
-                                   err_msg=layout)
-        assert np.abs(expected - without_lidar).max() > 0.05, "the LiDAR must matter"
-        gt = drive.groundtruth(index)
-        fusion_rel.append(_abs_rel(depth, gt))
-        mono_rel.append(_abs_rel(mono.predict(rgb, fx=rig.camera.fx), gt))
-    if fusion_node["name"] == "bundled":
-        assert np.mean(fusion_rel) < np.mean(mono_rel), (fusion_rel, mono_rel)
+    def test_depth_comes_from_the_paired_lidar_in_every_layout(self, fusion_node, drive):
+        rig: Rig = fusion_node["rig"]
+        served = [rig.serve(index, LAYOUTS[index % 2])[1] for index in range(len(drive))]
+        backend = "torch" if fusion_node["model"].suffix == ".pt" else "onnxruntime"
+        reference = DepthEstimator(fusion_node["model"], backend=backend)
+        values = rig.diagnostics()  # read while the outputs are within the stats window
+        assert values["output kind"] == "metric" and values["backend"] == reference.backend_name
+        assert int(values["frames published"]) >= len(drive)
+        assert float(values["latency p50 ms"]) > 0 and float(values["cloud rate Hz"]) > 0
+        info = json.loads(fusion_node["listener"].msgs["depth/info"][-1].data)
+        assert info["kind"] == "metric" and info["units"] == "metres" and info["lidar"] is True
 
-
-def test_clouds_far_apart_in_time_go_unpaired_and_are_counted(fusion_node):
-    rig: Rig = fusion_node["rig"]
-    before = int(rig.diagnostics()["unpaired images"])
-    stamps = []
-    for _ in range(6):
-        stamp = rig.stamp()
-        stamps.append(stamp)
-        rig.send(0, stamp, cloud_stamp=stamp + 2_000_000_000)  # LiDAR 2 s off
-        rig.listener.spin_until(lambda: False, 0.2)
-    rig.stamp(3.0)  # past the off clouds, so the next pairs are in order
-    rig.serve(1)  # the next good pair is served
-    values = rig.diagnostics()
-    # each image is given up when the next (2 s later) cloud arrives, each cloud when the
-    # next good image does
-    assert int(values["unpaired images"]) >= before + 5, values
-    assert int(values["unpaired clouds"]) >= 5, values
-    assert not any(rig.listener.stamped("depth", s) for s in stamps)
-    assert "found no cloud within sync_slop_s=0.05 s" in fusion_node["log"].read_text()
+        calib = KittiRawCalibration.from_files(drive.calib_path(),
+                                               drive.calib_path("calib_velo_to_cam.txt"))
+        mono = DepthEstimator(DEFAULT_MONO_MODEL)
+        fusion_rel, mono_rel = [], []
+        for index, msg in enumerate(served):
+            layout = LAYOUTS[index % 2]
+            assert msg.header.frame_id == FRAME_ID and msg.encoding == "32FC1"
+            assert (msg.height, msg.width) == (HEIGHT, WIDTH)
+            depth = image_to_numpy(msg)
+            rgb = drive.rgb(index)
+            # The node's answer is the model's answer for the devkit's projection of this scan.
+            sparse = calib.sparse_depth(rig.scan(index), WIDTH, HEIGHT)
+            expected = reference.predict_detailed(rgb, sparse, rig.camera.fx).depth
+            without_lidar = reference.predict_detailed(rgb, np.zeros_like(sparse),
+                                                       rig.camera.fx).depth
+            valid = np.isfinite(depth)
+            assert valid.mean() > 0.99, layout
+            np.testing.assert_allclose(depth[valid], expected[valid], rtol=1e-3, atol=1e-3,
+                                       err_msg=layout)
+            assert np.abs(expected - without_lidar).max() > 0.05, "the LiDAR must matter"
+            gt = drive.groundtruth(index)
+            fusion_rel.append(_abs_rel(depth, gt))
+            mono_rel.append(_abs_rel(mono.predict(rgb, fx=rig.camera.fx), gt))
+        if fusion_node["name"] == "bundled":
+            assert np.mean(fusion_rel) < np.mean(mono_rel), (fusion_rel, mono_rel)
 
 
-def test_out_of_order_and_bad_clouds_are_skipped_with_a_warning(fusion_node):
-    rig: Rig = fusion_node["rig"]
-    log: Path = fusion_node["log"]
-    newest, _ = rig.serve(2)
-    late = newest - 500_000_000  # half a second older than the last pair
-    rig.send(2, late)
-    header = rig.header(rig.stamp())
-    xyz = rig.scan(0)[:, :3]
-    no_xyz = cloud_message({"a": xyz[:, 0], "b": xyz[:, 1], "c": xyz[:, 2]}, header)
-    empty = cloud_message({"x": np.zeros(0, np.float32), "y": np.zeros(0, np.float32),
-                           "z": np.zeros(0, np.float32)}, header)
-    all_nan = cloud_message({k: np.full(100, np.nan, np.float32) for k in "xyz"}, header)
-    short = cloud_message({k: xyz[:, i].copy() for i, k in enumerate("xyz")}, header)
-    short.data = bytes(short.data)[:-7]
-    assert rig.listener.spin_until(lambda: "dropping image stamped" in log.read_text(), 10)
-    # one at a time: the node keeps only the newest input of a topic
-    for cloud, words in [(no_xyz, "PointCloud2 has no field(s) ['x', 'y', 'z']"),
-                         (empty, "no finite x/y/z point in it (0x1 points)"),
-                         (all_nan, "no finite x/y/z point in it (100x1 points)"),
-                         (short, "data length")]:
-        for _ in range(20):
-            rig.cloud_pub.publish(cloud)
-            if rig.listener.spin_until(lambda w=words: w in log.read_text(), 0.5):
-                break
-        assert words in log.read_text(), (words, log.read_text()[-3000:])
-    assert not rig.listener.stamped("depth", late)
-    rig.serve(3)
-    values = rig.diagnostics()
-    assert int(values["bad input: bad_cloud"]) >= 2 and int(values["bad input: empty_cloud"]) >= 2
-    assert int(values["bad input: out_of_order_image"]) >= 1
-    assert fusion_node["proc"].poll() is None
+    def test_clouds_far_apart_in_time_go_unpaired_and_are_counted(self, fusion_node):
+        rig: Rig = fusion_node["rig"]
+        before = int(rig.diagnostics()["unpaired images"])
+        stamps = []
+        for _ in range(6):
+            stamp = rig.stamp()
+            stamps.append(stamp)
+            rig.send(0, stamp, cloud_stamp=stamp + 2_000_000_000)  # LiDAR 2 s off
+            rig.listener.spin_until(lambda: False, 0.2)
+        rig.stamp(3.0)  # past the off clouds, so the next pairs are in order
+        rig.serve(1)  # the next good pair is served
+        values = rig.diagnostics()
+        # each image is given up when the next (2 s later) cloud arrives, each cloud when the
+        # next good image does
+        assert int(values["unpaired images"]) >= before + 5, values
+        assert int(values["unpaired clouds"]) >= 5, values
+        assert not any(rig.listener.stamped("depth", s) for s in stamps)
+        assert "found no cloud within sync_slop_s=0.05 s" in fusion_node["log"].read_text()
+
+
+    def test_out_of_order_and_bad_clouds_are_skipped_with_a_warning(self, fusion_node):
+        rig: Rig = fusion_node["rig"]
+        log: Path = fusion_node["log"]
+        newest, _ = rig.serve(2)
+        late = newest - 500_000_000  # half a second older than the last pair
+        rig.send(2, late)
+        header = rig.header(rig.stamp())
+        xyz = rig.scan(0)[:, :3]
+        no_xyz = cloud_message({"a": xyz[:, 0], "b": xyz[:, 1], "c": xyz[:, 2]}, header)
+        empty = cloud_message({"x": np.zeros(0, np.float32), "y": np.zeros(0, np.float32),
+                               "z": np.zeros(0, np.float32)}, header)
+        all_nan = cloud_message({k: np.full(100, np.nan, np.float32) for k in "xyz"}, header)
+        short = cloud_message({k: xyz[:, i].copy() for i, k in enumerate("xyz")}, header)
+        short.data = bytes(short.data)[:-7]
+        assert rig.listener.spin_until(lambda: "dropping image stamped" in log.read_text(), 10)
+        # one at a time: the node keeps only the newest input of a topic
+        for cloud, words in [(no_xyz, "PointCloud2 has no field(s) ['x', 'y', 'z']"),
+                             (empty, "no finite x/y/z point in it (0x1 points)"),
+                             (all_nan, "no finite x/y/z point in it (100x1 points)"),
+                             (short, "data length")]:
+            for _ in range(20):
+                rig.cloud_pub.publish(cloud)
+                if rig.listener.spin_until(lambda w=words: w in log.read_text(), 0.5):
+                    break
+            assert words in log.read_text(), (words, log.read_text()[-3000:])
+        assert not rig.listener.stamped("depth", late)
+        rig.serve(3)
+        values = rig.diagnostics()
+        assert int(values["bad input: bad_cloud"]) >= 2
+        assert int(values["bad input: empty_cloud"]) >= 2
+        assert int(values["bad input: out_of_order_image"]) >= 1
+        assert fusion_node["proc"].poll() is None
 
 
 def test_relative_model_is_relative_without_lidar_and_metric_with_it(drive, tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+import socket
 import sys
-import time
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -61,18 +61,21 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
     return 0
 
 
-def release_for_exit(node: Node, grace_s: float = 0.2) -> None:
-    """Wind a node down before its process ends: its own ``finish()`` (stop the worker, log
-    the totals, write reports), then its timers, subscriptions, services and publishers, so
-    that the rest of the graph sees its topics go at once.
+def release_for_exit(node: Node) -> None:
+    """Wind a node down before its process ends, without the Fast DDS deadlock.
 
-    The rcl node itself is not finalised: finalising the last node of a context deletes the
-    DDS participant, and Fast DDS 3.2 can deadlock there (``TCPTransportInterface::clean`` →
-    ``TCPChannelResourceBasic::disconnect`` waits for a mutex that a TCP reader thread holds
-    while it blocks reading from a peer that is alive and silent; seen under CPU load, in
-    nodes and in test processes alike, with gdb). The process ends next (``end_process``); the
-    kernel closes its sockets, and other participants drop it from their graph when its lease
-    runs out. ``grace_s`` lets discovery send the endpoints' disposal before that.
+    In order: the node's own ``finish()`` (stop the worker, log the totals, write reports);
+    its timers, subscriptions, services and publishers; then this process's connected TCP
+    sockets are shut down (``_shut_down_tcp_connections``) and only then is the rcl node
+    destroyed and the context shut down, which deletes the DDS participant (its departure goes
+    out over UDP discovery, so the rest of the graph drops it at once).
+
+    Why the sockets: with the ``LARGE_DATA`` transports, Fast DDS 3.2 can deadlock deleting a
+    participant (``TCPTransportInterface::clean`` → ``TCPChannelResourceBasic::disconnect``
+    waits for a mutex that a TCP reader thread holds while it blocks reading from a peer that
+    is alive and silent). Seen here with gdb, under CPU load, in a node after Ctrl-C (CI caught
+    it once) and in test processes; the call holds the GIL, so no Python timeout can help.
+    A socket shut down makes that read return.
     """
     finish = getattr(node, "finish", None)
     if finish is not None:
@@ -84,7 +87,40 @@ def release_for_exit(node: Node, grace_s: float = 0.2) -> None:
                            (node.destroy_publisher, node.publishers)):
         for item in list(items):
             destroy(item)
-    time.sleep(grace_s)
+    _shut_down_tcp_connections()
+    Node.destroy_node(node)  # rclpy's own: the subclass's would run finish() again
+    context = node.context
+    context.try_shutdown()
+    context.destroy()
+
+
+def _shut_down_tcp_connections() -> int:
+    """``shutdown(SHUT_RDWR)`` every connected TCP socket of this process (Linux; elsewhere
+    nothing): threads blocked reading them return. The descriptors stay open for their owners
+    to close. Returns how many were shut down."""
+    fd_dir = "/proc/self/fd"
+    if not os.path.isdir(fd_dir):
+        return 0
+    count = 0
+    for name in os.listdir(fd_dir):
+        try:
+            if not os.readlink(f"{fd_dir}/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))  # a duplicate: closing it is safe
+        except (OSError, ValueError):
+            continue
+        try:
+            if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET,
+                                                                      socket.AF_INET6):
+                continue
+            sock.getpeername()  # listening sockets have no peer: OSError, left alone
+            sock.shutdown(socket.SHUT_RDWR)
+            count += 1
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return count
 
 
 def end_process(code: int) -> NoReturn:
@@ -93,8 +129,8 @@ def end_process(code: int) -> NoReturn:
 
     ROS logging is finalised first, which closes the log file under ``~/.ros/log`` (rclpy's
     SIGINT handler shuts the context down without doing that; the file is otherwise flushed by
-    a C++ destructor at exit). The DDS participant is not deleted (see ``release_for_exit``),
-    and module teardown is skipped: torch's alone takes 0.5 s on every exit here.
+    a C++ destructor at exit). Module teardown is skipped: torch's alone takes 0.5 s on every
+    exit here.
     """
     _finalise_ros_logging()
     for stream in (sys.stdout, sys.stderr):
