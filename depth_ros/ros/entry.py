@@ -80,6 +80,8 @@ def release_for_exit(node: Node) -> None:
     finish = getattr(node, "finish", None)
     if finish is not None:
         finish()
+    # rclpy's destroy_node below would destroy these too; done first so that the endpoints'
+    # disposals still go out over the TCP connections about to be shut down.
     for destroy, items in ((node.destroy_timer, node.timers),
                            (node.destroy_subscription, node.subscriptions),
                            (node.destroy_service, node.services),

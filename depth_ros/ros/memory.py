@@ -5,9 +5,10 @@ raises it) from a fresh ``mmap`` and gives it back to the kernel on ``free``: ea
 point cloud a node builds, and each serialisation buffer rmw makes to publish it, then costs
 1 700 page faults. Measured here: ``rclpy.serialization.serialize_message`` of a 6 MiB message
 took 9.3 ms by default and 0.5 ms with the thresholds below; the overhead of
-``mono_depth_node`` beyond inference with depth, cloud and colourised depth subscribed fell
-from 35.8 ms to 7.6 ms (docs/benchmarks.md). The cost is memory the process keeps for reuse
-instead of returning it: up to ``trim_threshold`` bytes of free heap.
+``mono_depth_node`` beyond inference with depth, cloud and colourised depth subscribed was
+6.6–7.5 ms against 16 ms with glibc's defaults, in alternating runs (docs/benchmarks.md).
+The cost is memory the process keeps for reuse instead of returning it: up to
+``trim_threshold`` bytes of free heap.
 """
 
 from __future__ import annotations
