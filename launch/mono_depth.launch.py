@@ -2,19 +2,53 @@
 
     ros2 launch depth_ros mono_depth.launch.py image_topic:=/camera/image_raw \
         camera_info_topic:=/camera/camera_info model_path:=/path/to/model.onnx
+    ros2 launch depth_ros mono_depth.launch.py namespace:=front rviz:=true \
+        fixed_frame:=front_camera_optical_frame
+
+Topic arguments may be relative: they then resolve inside ``namespace`` (the defaults are).
+``rviz:=true`` needs rviz2; without it the launch refuses with one error before starting
+anything, and closing RViz ends the launch.
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+import os
+
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+from launch import LaunchContext, LaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    GroupAction,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+    Shutdown,
+)
+from launch.conditions import IfCondition
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.substitutions import FindPackageShare
+
+
+def require_rviz(context: LaunchContext) -> list:
+    """Refuse ``rviz:=true`` where rviz2 is not installed, before any node starts."""
+    try:
+        executable = os.path.join(get_package_prefix("rviz2"), "lib", "rviz2", "rviz2")
+    except PackageNotFoundError:
+        executable = None
+    if executable is None or not os.access(executable, os.X_OK):
+        raise RuntimeError("rviz:=true, but rviz2 is not installed (no rviz2 package on "
+                           "AMENT_PREFIX_PATH): install ros-$ROS_DISTRO-rviz2, or launch "
+                           "with rviz:=false")
+    return []
 
 
 def generate_launch_description() -> LaunchDescription:
     params_file = LaunchConfiguration("params_file")
     model_path = LaunchConfiguration("model_path")
     backend = LaunchConfiguration("backend")
+    namespace = LaunchConfiguration("namespace")
+    use_sim_time = LaunchConfiguration("use_sim_time")
+    log_level = LaunchConfiguration("log_level")
+    rviz = LaunchConfiguration("rviz")
+    fixed_frame = LaunchConfiguration("fixed_frame")
     image_topic = LaunchConfiguration("image_topic")
     camera_info_topic = LaunchConfiguration("camera_info_topic")
     depth_topic = LaunchConfiguration("depth_topic")
@@ -29,27 +63,66 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("model_path", default_value="",
                               description="ONNX model or .pt checkpoint; empty: bundled model"),
         DeclareLaunchArgument("backend", default_value="auto",
-                              description="auto | onnxruntime | torch"),
-        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw"),
-        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera_info"),
-        DeclareLaunchArgument("depth_topic", default_value="/depth_ros/depth"),
-        DeclareLaunchArgument("points_topic", default_value="/depth_ros/points"),
-        # Fast DDS drops most large messages between processes with its default transports.
-        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA"),
-        Node(
-            package="depth_ros",
-            executable="mono_depth_node",
-            name="mono_depth_node",
-            output="screen",
-            parameters=[params_file, {"model_path": model_path, "backend": backend}],
-            remappings=[
-                ("image", image_topic),
-                ("camera_info", camera_info_topic),
-                ("depth", depth_topic),
-                ("depth/camera_info", [depth_topic, "/camera_info"]),
-                ("depth/info", [depth_topic, "/info"]),
-                ("points", points_topic),
-                ("depth/colored", [depth_topic, "/colored"]),
-            ],
-        ),
+                              choices=["auto", "tensorrt", "onnxruntime", "torch"],
+                              description="auto | tensorrt | onnxruntime | torch"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of the node (and of relative topics)"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="use /clock (e.g. a bag played with --clock)"),
+        DeclareLaunchArgument("log_level", default_value="info",
+                              choices=["debug", "info", "warn", "error", "fatal"],
+                              description="the node's log level"),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="start RViz2 with config/depth_ros.rviz"),
+        DeclareLaunchArgument("fixed_frame", default_value="camera_02_optical_frame",
+                              description="RViz fixed frame: the camera's optical frame "
+                                          "(depth and points carry the image's frame_id)"),
+        DeclareLaunchArgument("image_topic", default_value="camera/image_raw"),
+        DeclareLaunchArgument("camera_info_topic", default_value="camera/camera_info"),
+        DeclareLaunchArgument("depth_topic", default_value="depth_ros/depth"),
+        DeclareLaunchArgument("points_topic", default_value="depth_ros/points"),
+        OpaqueFunction(function=require_rviz, condition=IfCondition(rviz)),
+        # Fast DDS drops most large messages between processes with its default transports;
+        # a transport the user chose is kept.
+        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", EnvironmentVariable(
+            "FASTDDS_BUILTIN_TRANSPORTS", default_value="LARGE_DATA")),
+        GroupAction([
+            PushRosNamespace(namespace),
+            Node(
+                package="depth_ros",
+                executable="mono_depth_node",
+                name="mono_depth_node",
+                output="screen",
+                parameters=[params_file, {"model_path": model_path, "backend": backend,
+                                          "use_sim_time": use_sim_time}],
+                ros_arguments=["--log-level", log_level],
+                remappings=[
+                    ("image", image_topic),
+                    ("camera_info", camera_info_topic),
+                    ("depth", depth_topic),
+                    ("depth/camera_info", [depth_topic, "/camera_info"]),
+                    ("depth/info", [depth_topic, "/info"]),
+                    ("points", points_topic),
+                    ("depth/colored", [depth_topic, "/colored"]),
+                ],
+            ),
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                output="screen",
+                condition=IfCondition(rviz),
+                arguments=["-d", PathJoinSubstitution(
+                    [FindPackageShare("depth_ros"), "config", "depth_ros.rviz"]),
+                    "-f", fixed_frame],
+                parameters=[{"use_sim_time": use_sim_time}],
+                # The config names the default topics; these follow the arguments.
+                remappings=[
+                    ("/camera/image_raw", image_topic),
+                    ("/depth_ros/depth/colored", [depth_topic, "/colored"]),
+                    ("/depth_ros/points", points_topic),
+                ],
+                on_exit=Shutdown(reason="RViz closed"),
+            ),
+        ]),
     ])

@@ -1,352 +1,484 @@
-"""Every launch file checked against the real package: executables, node names, parameters,
-parameter files, remapped topics, launch arguments, installed files and the environment.
+"""Every launch file run for real: ``ros2 launch depth_ros ...`` on a colcon install.
 
-ROS 2 ``launch`` is not installable from PyPI, so the files are read as syntax
-(test/launch_files.py) with every argument at its default. The checks run over every
-``launch/*.launch.py``: a launch file added later is covered without editing this file, and
-one that names an executable, parameter or topic this package does not have fails. Each check
-returns the problems it found; ``test_checks_catch_a_broken_launch_file`` shows that each one
-does find them.
+The package is built with colcon into a temporary workspace and each launch file started
+through the real ``ros2 launch`` (the ROS 2 launch/CLI wheels, see requirements/ and the
+README). A real rclpy node in this process then checks the node graph (names, namespace,
+every topic as remapped), the live parameters (params file, overrides, use_sim_time), that
+depth comes out for a published frame, the environment the nodes got, and that the launch
+stops cleanly with SIGINT and leaves no process behind. What a real run cannot check (the
+RViz config, arguments declared but never used) is in test_launch_static.py and
+test_rviz_config.py.
 """
 
 from __future__ import annotations
 
-import ast
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-import rclpy
-import yaml
-from launch_files import (
-    PACKAGE,
-    REPO,
-    SHARE,
-    TOPIC_RE,
-    NodeAction,
-    UnresolvableError,
-    console_scripts,
-    installed_as,
-    launch_files,
-    node_interface,
-    parse_launch,
-    share_path,
-)
-from rclpy.context import Context
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import GetParameters
+from rclpy.time import Time
+from ros_helpers import Listener, cloud_message
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
 
-from depth_ros.weights import DEFAULT_MONO_MODEL
+from depth_ros.geometry import PinholeCamera
+from depth_ros.kitti import read_velodyne_bin
+from depth_ros.ros.conversions import camera_to_camera_info, numpy_to_image
+from depth_ros.ros.launching import ros_environment, stop_process
 
-LAUNCH_FILES = launch_files()
-# Nodes of other packages a launch file may start: (package, executable).
-EXTERNAL_NODES = {("rviz2", "rviz2")}
-# Programs of other packages an ExecuteProcess may run.
-EXTERNAL_PROGRAMS = {"ros2"}
-# Node modules whose topics are also checked on a live node, with the class to construct.
-LIVE_NODES = {"mono_depth_node": "MonoDepthNode", "fusion_depth_node": "FusionDepthNode"}
-# Parameters rclpy declares on every node.
-BUILTIN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ROS2 = BIN / "ros2"
+COLCON = BIN / "colcon"
+WHEELS_HINT = ("make setup installs them into .venv from ../shared/wheels/ros2 (or the folder "
+               "named by DEPTH_ROS_ROS2_WHEELS) where that folder exists")
 
 
-def _ids(paths: list[Path]) -> list[str]:
-    return [p.name for p in paths]
+def _missing_launch_tools() -> str | None:
+    """Why ``ros2 launch`` on a colcon install cannot run here (None: it can)."""
+    for module in ("launch", "launch_ros", "ros2launch", "ros2param"):
+        if importlib.util.find_spec(module) is None:
+            return f"ROS 2 launch wheels not installed (no module {module!r}): {WHEELS_HINT}"
+    for tool in (ROS2, COLCON):
+        if not tool.is_file():
+            return f"{tool} not found: {WHEELS_HINT}; colcon comes from requirements/ci.txt"
+    return None
 
 
-def _package_nodes(path: Path) -> list[NodeAction]:
-    return [n for n in parse_launch(path).nodes if n.package == PACKAGE]
+pytestmark = [pytest.mark.ros, pytest.mark.slow,
+              pytest.mark.skipif(_missing_launch_tools() is not None,
+                                 reason=str(_missing_launch_tools()))]
+
+LAUNCH_FILES = sorted(p.name for p in (REPO / "launch").glob("*.launch.py"))
+STARTED_RE = re.compile(r"\[INFO\] \[(?P<name>[\w.]+)-\d+\]: process started with pid "
+                        r"\[(?P<pid>\d+)\]")
+# The depth node's INFO line naming its model (logger: <namespace>.mono_depth_node).
+MODEL_LINE = re.compile(r"\[INFO\] \[[\d.]+\] \[[\w.]*mono_depth_node\]: model ")
+PLAYER_DONE = re.compile(r"\[depth_ros_bag_play-\d+\]: process has finished cleanly")
+UP_TIMEOUT_S = 90  # model loading under CI load
+FX, WIDTH, HEIGHT = 120.0, 160, 64
 
 
-def _yaml_value(text: str) -> object:
-    """A launch-substituted parameter value as launch_ros types it (YAML; empty -> '')."""
-    value = yaml.safe_load(text)
-    return "" if value is None else value
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict[str, str]:
+    """The package colcon-built into a fresh workspace; the environment sourcing it gives."""
+    root = tmp_path_factory.mktemp("ws")
+    src = root / "src" / "depth_ros"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "outputs", "runs", "build", "install", "log", "*.egg-info",
+        "__pycache__", ".pytest_cache", ".ruff_cache"))
+    install = root / "install"
+    result = subprocess.run(
+        [str(COLCON), "--log-base", str(root / "log"), "build", "--paths", str(src),
+         "--build-base", str(root / "build"), "--install-base", str(install)],
+        cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    prefix = install / "depth_ros"
+    (site,) = prefix.glob("lib/python3*/site-packages")
+    env = ros_environment()
+    # What `. install/setup.sh` sets, plus the venv's share/ (README: the wheels' ament index).
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(prefix), sys.prefix])
+    env["PYTHONPATH"] = str(site)  # the installed package, not this source tree
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    env["ROS_LOG_DIR"] = str(root / "ros_log")
+    env["PYTHONUNBUFFERED"] = "1"
+    return {"env": env, "share": str(prefix / "share" / "depth_ros"), "root": str(root)}
 
 
-# The checks: each returns a list of problems (empty when the file is right).
+class Launch:
+    """``ros2 launch depth_ros <file> <args>`` in its own process group, logging to a file."""
 
+    def __init__(self, workspace: dict, launch_file: str, *args: str, log: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(
+            [str(ROS2), "launch", "depth_ros", launch_file, *args],
+            env=env or workspace["env"], stdout=log.open("w"), stderr=subprocess.STDOUT,
+            # Its own group, so that cleanup reaches every node it started; SIGINT is not
+            # ignored in it (a shell's `cmd &` would ignore it, see the wheels' README).
+            start_new_session=True)
 
-def check_arguments(path: Path) -> list[str]:
-    """Every declared argument is used, every used one declared, every default resolves."""
-    launch = parse_launch(path)
-    used, declared = launch.used_arguments(), set(launch.arguments)
-    problems = [f"argument {a!r} declared but never used" for a in sorted(declared - used)]
-    problems += [f"argument {a!r} used but not declared" for a in sorted(used - declared)]
-    for name, default in launch.arguments.items():
+    def text(self) -> str:
+        """Everything the launch printed so far."""
+        return self.log.read_text()
+
+    def pids(self) -> dict[str, int]:
+        """Processes the launch started: name (e.g. mono_depth_node) -> pid."""
+        return {m["name"]: int(m["pid"]) for m in STARTED_RE.finditer(self.text())}
+
+    def stop(self) -> int:
+        """SIGINT to ``ros2 launch`` alone (it forwards it once to its nodes); its exit code.
+
+        A signal to the whole group would reach each node twice (directly and forwarded).
+        Whatever is left of the group afterwards is killed, so that no test leaves a node.
+        """
         try:
-            if default is not None:
-                launch.resolve(default)
-        except UnresolvableError as exc:
-            problems.append(f"default of {name!r}: {exc}")
-    return problems
-
-
-def check_executables(path: Path) -> list[str]:
-    """Nodes are console scripts of setup.py (or known external nodes) with the right name."""
-    problems = []
-    scripts = console_scripts()
-    for node in parse_launch(path).nodes:
-        where = f"line {node.lineno}"
-        if node.package != PACKAGE:
-            if (node.package, node.executable) not in EXTERNAL_NODES:
-                problems.append(f"{where}: unknown node {node.package}/{node.executable}")
-            continue
-        if node.executable not in scripts:
-            problems.append(f"{where}: {node.executable!r} is not a console script of setup.py")
-            continue
-        interface = node_interface(node.executable)
-        if node.name is not None and node.name != interface.node_name:
-            problems.append(f"{where}: name {node.name!r}, but {interface.module} names its "
-                            f"node {interface.node_name!r}")
-    for cmd in parse_launch(path).commands:
-        program = parse_launch(path).resolve(cmd[0])
-        if program not in scripts and program not in EXTERNAL_PROGRAMS:
-            problems.append(f"ExecuteProcess runs {program!r}: not a console script of "
-                            f"setup.py nor one of {sorted(EXTERNAL_PROGRAMS)}")
-    return problems
-
-
-def check_remappings(path: Path) -> list[str]:
-    """Remapped names are the node's topics, all of them, onto absolute topic names."""
-    launch = parse_launch(path)
-    problems = []
-    for node in _package_nodes(path):
-        if node.executable not in console_scripts():
-            continue  # check_executables reports it
-        interface = node_interface(node.executable)
-        topics = {*interface.subscribed, *interface.published}
-        remapped = [topic for topic, _ in node.remappings]
-        where = f"line {node.lineno} ({node.executable})"
-        problems += [f"{where}: remaps {t!r} twice" for t in sorted(set(remapped))
-                     if remapped.count(t) > 1]
-        problems += [f"{where}: remaps {t!r}, which the node neither subscribes nor "
-                     f"publishes ({sorted(topics)})" for t in sorted(set(remapped) - topics)]
-        # Every relative topic is placed by the launch file, so none lands by accident in
-        # whatever namespace the node runs in.
-        problems += [f"{where}: topic {t!r} is not remapped"
-                     for t in sorted(interface.relative_topics() - set(remapped))]
-        for topic, target in node.remappings:
-            resolved = launch.resolve(target)
-            if not (resolved.startswith("/") and TOPIC_RE.match(resolved)):
-                problems.append(f"{where}: {topic} -> {resolved!r} is not an absolute topic")
-    return problems
-
-
-def _check_params_file(params_file: Path, node_name: str | None,
-                       table: dict[str, object]) -> list[str]:
-    if not params_file.is_file():
-        return [f"parameter file {params_file} does not exist"]
-    data = yaml.safe_load(params_file.read_text())
-    if list(data) != [node_name]:
-        return [f"{params_file.name}: top-level keys {list(data)}, expected [{node_name!r}]"]
-    params = data[node_name]["ros__parameters"]
-    problems = [f"{params_file.name}: {n!r} is not a parameter of {node_name}"
-                for n in sorted(set(params) - set(table))]
-    problems += [f"{params_file.name}: {n!r} is missing" for n in sorted(set(table) - set(params))]
-    problems += [f"{params_file.name}: {n!r} is {params[n]!r}, not a "
-                 f"{type(table[n]).__name__}" for n in sorted(set(params) & set(table))
-                 if type(params[n]) is not type(table[n])]
-    return problems
-
-
-def check_parameters(path: Path) -> list[str]:
-    """Overrides and parameter files name the node's parameters, with the right types."""
-    launch = parse_launch(path)
-    problems = []
-    for node in _package_nodes(path):
-        if not node.parameters or node.executable not in console_scripts():
-            continue
-        interface = node_interface(node.executable)
-        table = interface.parameters
-        where = f"line {node.lineno} ({node.executable})"
-        if table is None:
-            problems.append(f"{where}: {interface.module} has no PARAMETERS table")
-            continue
-        for element in node.parameters:
-            if not isinstance(element, ast.Dict):
-                problems += _check_params_file(share_path(launch.resolve(element)),
-                                               interface.node_name, table)
-                continue
-            for key, value in zip(element.keys, element.values, strict=True):
-                name = ast.literal_eval(key)
-                if name not in table:
-                    problems.append(f"{where}: {name!r} is not a parameter of the node")
-                    continue
-                # A Python literal keeps its type; a substitution is typed from its text.
-                typed = (value.value if isinstance(value, ast.Constant)
-                         else _yaml_value(launch.resolve(value)))
-                if type(typed) is not type(table[name]):
-                    problems.append(f"{where}: {name} = {typed!r} by default, not a "
-                                    f"{type(table[name]).__name__}")
-    return problems
-
-
-def check_package_files(path: Path) -> list[str]:
-    """Files of the package it names (parameters, RViz config, includes) exist and install."""
-    launch = parse_launch(path)
-    referenced = [launch.resolve(e) for n in launch.nodes for e in (*n.parameters, *n.arguments)
-                  if not isinstance(e, ast.Dict)]
-    referenced += [launch.resolve(i.source) for i in launch.includes]
-    problems = []
-    for resolved in referenced:
-        if not resolved.startswith("<share:"):
-            continue  # a command-line flag such as "-d"
-        relative = share_path(resolved).relative_to(REPO)
-        if not (REPO / relative).is_file():
-            problems.append(f"names {relative}, which does not exist")
-        elif installed_as(relative) != f"share/{PACKAGE}/{relative.as_posix()}":
-            problems.append(f"setup.py data_files do not install {relative}")
-    for include in launch.includes:
-        child_path = share_path(launch.resolve(include.source))
-        if child_path.is_file():
-            child = parse_launch(child_path)
-            problems += [f"passes {a!r} to {child_path.name}, which does not declare it"
-                         for a in sorted(set(include.launch_arguments) - set(child.arguments))]
-    return problems
-
-
-def check_environment(path: Path) -> list[str]:
-    """A launch file starting package nodes sets the transport large messages need."""
-    env = parse_launch(path).environment
-    if _package_nodes(path) and env.get("FASTDDS_BUILTIN_TRANSPORTS") != "LARGE_DATA":
-        return ["FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA is not set"]
-    return []
-
-
-def check_rviz_nodes(path: Path) -> list[str]:
-    """An RViz node loads the package's RViz config."""
-    launch = parse_launch(path)
-    problems = []
-    for node in launch.nodes:
-        if node.package == "rviz2":
-            arguments = [launch.resolve(a) for a in node.arguments]
-            if "-d" not in arguments:
-                problems.append(f"line {node.lineno}: rviz2 without -d <config>")
-            else:
-                config = arguments[arguments.index("-d") + 1]
-                if config != f"{SHARE}/config/depth_ros.rviz":
-                    problems.append(f"line {node.lineno}: rviz2 loads {config}, not the "
-                                    "package's config/depth_ros.rviz")
-    return problems
-
-
-CHECKS = [check_arguments, check_executables, check_remappings, check_parameters,
-          check_package_files, check_environment, check_rviz_nodes]
-
-
-def test_launch_files_exist():
-    names = set(_ids(LAUNCH_FILES))
-    assert {"mono_depth.launch.py", "fusion_depth.launch.py"} <= names, names
-
-
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=_ids(LAUNCH_FILES))
-def test_defines_generate_launch_description_with_actions(path):
-    launch = parse_launch(path)
-    functions = [f.name for f in launch.tree.body if isinstance(f, ast.FunctionDef)]
-    assert "generate_launch_description" in functions
-    assert launch.nodes or launch.includes, f"{path.name} starts nothing"
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=_ids(LAUNCH_FILES))
-def test_launch_file(path, check):
-    assert check(path) == []
-
-
-BROKEN_LAUNCH = '''
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
-
-
-def generate_launch_description():
-    image_topic = LaunchConfiguration("image_topic")
-    unused = LaunchConfiguration("unused")
-    return LaunchDescription([
-        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw"),
-        DeclareLaunchArgument("unused", default_value="x"),
-        Node(package="depth_ros", executable="mono_depth_node", name="wrong_name",
-             parameters=[PathJoinSubstitution([FindPackageShare("depth_ros"), "config",
-                                               "fusion_depth.yaml"]),
-                         {"model_path": 3, "no_such_parameter": "x"}],
-             remappings=[("image", image_topic), ("imgae", "/typo"), ("depth", "no/slash")]),
-        Node(package="depth_ros", executable="no_such_node"),
-        Node(package="somebody_else", executable="their_node"),
-        Node(package="rviz2", executable="rviz2", arguments=["/tmp/other.rviz"]),
-        Node(package="rviz2", executable="rviz2", arguments=["-d", "/tmp/other.rviz"]),
-    ])
-'''
-
-
-def test_checks_catch_a_broken_launch_file(tmp_path):
-    path = tmp_path / "broken.launch.py"
-    path.write_text(BROKEN_LAUNCH)
-    found = {check.__name__: "\n".join(check(path)) for check in CHECKS}
-    expected = {
-        "check_arguments": ["'unused' declared but never used"],
-        "check_executables": ["name 'wrong_name'", "'no_such_node' is not a console script",
-                              "unknown node somebody_else/their_node"],
-        "check_remappings": ["remaps 'imgae'", "'no/slash' is not an absolute topic",
-                             "'camera_info' is not remapped", "'points' is not remapped"],
-        "check_parameters": ["top-level keys ['fusion_depth_node']",
-                             "'no_such_parameter' is not a parameter",
-                             "model_path = 3 by default, not a str"],
-        "check_environment": ["LARGE_DATA is not set"],
-        "check_rviz_nodes": ["rviz2 without -d", "rviz2 loads /tmp/other.rviz"],
-    }
-    for check, texts in expected.items():
-        for text in texts:
-            assert text in found[check], (check, text, found[check])
-    assert found["check_package_files"] == ""  # config/fusion_depth.yaml exists and installs
-
-
-def test_unknown_package_file_is_reported(tmp_path):
-    path = tmp_path / "missing.launch.py"
-    path.write_text(BROKEN_LAUNCH.replace('"fusion_depth.yaml"', '"nope.yaml"'))
-    assert check_package_files(path) == ["names config/nope.yaml, which does not exist"]
-
-
-NODE_EXECUTABLES = sorted({n.executable for p in LAUNCH_FILES for n in _package_nodes(p)}
-                          | set(LIVE_NODES))
-
-
-@pytest.mark.parametrize("executable", NODE_EXECUTABLES)
-def test_declared_topic_tables_match_the_source(executable):
-    interface = node_interface(executable)
-    for declared, created in ((interface.declared_subscribed, interface.subscribed),
-                              (interface.declared_published, interface.published)):
-        if declared is not None:
-            assert sorted(declared) == sorted(created), (interface.module, declared, created)
-    if executable in LIVE_NODES:
-        assert interface.declared_subscribed is not None, "a depth node declares its inputs"
-        assert interface.declared_published is not None, "a depth node declares its outputs"
-
-
-@pytest.mark.parametrize("executable", sorted(LIVE_NODES))
-def test_live_node_has_the_declared_topics_and_parameters(executable):
-    interface = node_interface(executable)
-    module = __import__(interface.module, fromlist=[LIVE_NODES[executable]])
-    params = REPO / "config" / f"{executable.removesuffix('_node')}.yaml"
-    context = Context()
-    # The bundled mono model: cheap to load, and a fusion node serves it too (without LiDAR).
-    rclpy.init(context=context, args=["--ros-args", "--params-file", str(params),
-                                      "-p", f"model_path:={DEFAULT_MONO_MODEL}"])
-    try:
-        node = getattr(module, LIVE_NODES[executable])(context=context)
-        try:
-            subs = {s.topic_name: s.msg_type.__name__ for s in node.subscriptions}
-            pubs = {p.topic_name: p.msg_type.__name__ for p in node.publishers}
-            declared = set(node._parameters) - BUILTIN_PARAMETERS
+            return stop_process(self.proc, timeout_s=30)
         finally:
-            node.destroy_node()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes (its parent, the launch, may not have reaped it yet).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def _wait_for(done, timeout_s: float, launch: Launch, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if done():
+            return
+        if launch.proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    assert done(), f"{what}; launch output:\n{launch.text()[-4000:]}"
+
+
+def _node_topics(listener: Listener, name: str, namespace: str) -> tuple[dict, dict]:
+    """(subscribed, published) topic -> type name of a live node, ROS-internal ones left out."""
+    node = listener.node
+    internal = {"/parameter_events", "/rosout"}
+
+    def table(entries) -> dict[str, str]:
+        return {topic: types[0].rsplit("/", 1)[-1] for topic, types in entries
+                if topic not in internal}
+
+    return (table(node.get_subscriber_names_and_types_by_node(name, namespace)),
+            table(node.get_publisher_names_and_types_by_node(name, namespace)))
+
+
+def _wait_for_node(listener: Listener, name: str, namespace: str, launch: Launch,
+                   subscriptions: int) -> None:
+    """Until the node is in the graph with its input subscriptions."""
+    def up() -> bool:
+        listener.executor.spin_once(timeout_sec=0.05)
+        if (name, namespace) not in listener.node.get_node_names_and_namespaces():
+            return False
+        return len(_node_topics(listener, name, namespace)[0]) >= subscriptions
+    _wait_for(up, UP_TIMEOUT_S, launch, f"{namespace}/{name} did not come up")
+
+
+def _parameters(listener: Listener, node: str, names: list[str]) -> dict[str, object]:
+    """The live values of a node's parameters, through its get_parameters service."""
+    client = listener.node.create_client(GetParameters, f"{node}/get_parameters")
+    try:
+        assert client.wait_for_service(timeout_sec=20), f"{node}/get_parameters"
+        future = client.call_async(GetParameters.Request(names=names))
+        assert listener.spin_until(future.done, 20), f"{node}/get_parameters did not answer"
+        fields = {ParameterType.PARAMETER_BOOL: "bool_value",
+                  ParameterType.PARAMETER_INTEGER: "integer_value",
+                  ParameterType.PARAMETER_DOUBLE: "double_value",
+                  ParameterType.PARAMETER_STRING: "string_value"}
+        return {n: getattr(v, fields[v.type]) if v.type in fields else None
+                for n, v in zip(names, future.result().values, strict=True)}
     finally:
-        rclpy.shutdown(context=context)
-    subs.pop("/parameter_events", None)
-    for topic in ("/rosout", "/parameter_events"):
-        pubs.pop(topic, None)
+        listener.node.destroy_client(client)
 
-    def absolute(table: dict[str, str]) -> dict[str, str]:
-        return {(t if t.startswith("/") else f"/{t}"): kind for t, kind in table.items()}
 
-    assert subs == absolute(interface.subscribed)
-    assert pubs == absolute(interface.published)
-    assert declared == set(interface.parameters)
+def _header(stamp_ns: int, frame_id: str = "camera_02_optical_frame") -> Header:
+    return Header(stamp=Time(nanoseconds=stamp_ns).to_msg(), frame_id=frame_id)
+
+
+def _serve(listener: Listener, publish, depth_topic: str, tries: int = 8) -> int:
+    """Publish a frame (fresh stamp each try) until depth with its stamp arrives; the stamp."""
+    for attempt in range(tries):
+        stamp = 1_000_000_000_000 + attempt * 100_000_000
+        publish(stamp)
+        if listener.spin_until(lambda s=stamp: listener.stamped(depth_topic, s), 5.0):
+            return stamp
+    raise AssertionError(f"no depth on {depth_topic} after {tries} frames")
+
+
+def _frame(stamp: int) -> tuple[Image, CameraInfo]:
+    rng = np.random.default_rng(stamp % 1000)
+    rgb = rng.integers(0, 255, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    camera = PinholeCamera(fx=FX, fy=FX, cx=WIDTH / 2, cy=HEIGHT / 2, width=WIDTH,
+                           height=HEIGHT)
+    return numpy_to_image(rgb, "rgb8", _header(stamp)), camera_to_camera_info(
+        camera, _header(stamp))
+
+
+def test_mono_launch_graph_parameters_and_depth(workspace, tmp_path):
+    env = dict(workspace["env"])
+    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)  # the launch file's default applies
+    ns = "/lt_mono"
+    launch = Launch(workspace, "mono_depth.launch.py", "namespace:=lt_mono",
+                    "image_topic:=/lt_cam/image",  # absolute: stays outside the namespace
+                    "camera_info_topic:=lt_cam/info",  # relative: inside it
+                    "backend:=onnxruntime", "use_sim_time:=true", "log_level:=warn",
+                    log=tmp_path / "launch.log", env=env)
+    listener = Listener(ns, {"depth_ros/depth": Image})
+    try:
+        _wait_for_node(listener, "mono_depth_node", ns, launch, subscriptions=3)
+        subscribed, published = _node_topics(listener, "mono_depth_node", ns)
+        # use_sim_time:=true: the node follows /clock.
+        assert subscribed == {"/lt_cam/image": "Image", f"{ns}/lt_cam/info": "CameraInfo",
+                              "/clock": "Clock"}
+        assert published == {f"{ns}/depth_ros/{t}": kind for t, kind in (
+            ("depth", "Image"), ("depth/camera_info", "CameraInfo"), ("depth/info", "String"),
+            ("points", "PointCloud2"), ("depth/colored", "Image"))} | {
+            "/diagnostics": "DiagnosticArray"}
+        params = _parameters(listener, f"{ns}/mono_depth_node",
+                             ["backend", "model_path", "use_sim_time", "input_reliability",
+                              "depth_encoding"])
+        # Overrides from the arguments, the rest from the installed config/mono_depth.yaml.
+        assert params == {"backend": "onnxruntime", "model_path": "", "use_sim_time": True,
+                          "input_reliability": "best_effort", "depth_encoding": "32FC1"}
+
+        image_pub = listener.node.create_publisher(Image, "/lt_cam/image", 5)
+        info_pub = listener.node.create_publisher(CameraInfo, "lt_cam/info", 5)
+
+        def publish(stamp: int) -> None:
+            image, info = _frame(stamp)
+            info_pub.publish(info)
+            image_pub.publish(image)
+
+        stamp = _serve(listener, publish, "depth_ros/depth")
+        (depth,) = listener.stamped("depth_ros/depth", stamp)
+        assert (depth.encoding, depth.width, depth.height) == ("32FC1", WIDTH, HEIGHT)
+        assert depth.header.frame_id == "camera_02_optical_frame"
+
+        node_pid = launch.pids()["mono_depth_node"]
+        assert _environ(node_pid)["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+        assert launch.stop() == 0, launch.text()[-4000:]
+        assert not _alive(node_pid), "the node outlived its launch"
+    finally:
+        launch.stop()
+        listener.close()
+    text = launch.text()
+    assert "Traceback" not in text, text[-4000:]
+    assert "process has finished cleanly" in text, text[-4000:]
+    # log_level:=warn: the node's INFO start-up lines are not printed.
+    assert not MODEL_LINE.search(text), text[-4000:]
+
+
+@pytest.fixture(scope="module")
+def drive_and_bag(tmp_path_factory) -> tuple[Path, Path]:
+    """A small synthetic KITTI drive and its bag (kitti_to_bag)."""
+    from depth_ros.bags.kitti_to_bag import ConversionOptions, convert_drive
+    from depth_ros.synthetic import write_synthetic_drive
+
+    root = tmp_path_factory.mktemp("replay")
+    drive = write_synthetic_drive(root / "drive", num_frames=4, seed=3, width=WIDTH,
+                                  height=HEIGHT, progress=False, azimuth_decimation=8)
+    bag = convert_drive(drive, root / "bag", ConversionOptions(progress=False)).output
+    return drive, bag
+
+
+def test_fusion_launch_pairs_lidar_and_publishes_depth(workspace, drive_and_bag, tmp_path):
+    drive, _ = drive_and_bag
+    from depth_ros.kitti import KittiDrive
+
+    kitti = KittiDrive(drive)
+    calibration = kitti.calib_path("calib_velo_to_cam.txt")
+    ns = "/lt_fusion"
+    launch = Launch(workspace, "fusion_depth.launch.py", "namespace:=lt_fusion",
+                    f"calibration_path:={calibration}", "lidar_topic:=velodyne_points",
+                    log=tmp_path / "launch.log")
+    listener = Listener(ns, {"depth_ros/depth": Image})
+    try:
+        _wait_for_node(listener, "fusion_depth_node", ns, launch, subscriptions=3)
+        subscribed, _ = _node_topics(listener, "fusion_depth_node", ns)
+        assert subscribed == {f"{ns}/camera/image_raw": "Image",
+                              f"{ns}/camera/camera_info": "CameraInfo",
+                              f"{ns}/velodyne_points": "PointCloud2"}
+        params = _parameters(listener, f"{ns}/fusion_depth_node",
+                             ["calibration_path", "backend", "use_sim_time"])
+        assert params == {"calibration_path": str(calibration), "backend": "auto",
+                          "use_sim_time": False}
+        pubs = {topic: listener.node.create_publisher(kind, topic, 5) for topic, kind in (
+            ("camera/image_raw", Image), ("camera/camera_info", CameraInfo),
+            ("velodyne_points", PointCloud2))}
+        scan = read_velodyne_bin(kitti.path / "velodyne_points" / "data"
+                                 / f"{kitti.frames[0]}.bin")
+        camera = kitti.camera_model()
+
+        def publish(stamp: int) -> None:
+            x, y, z, intensity = (scan[:, i] for i in range(4))
+            pubs["velodyne_points"].publish(cloud_message(
+                {"x": x, "y": y, "z": z, "intensity": intensity}, _header(stamp, "velo_link")))
+            pubs["camera/camera_info"].publish(camera_to_camera_info(camera, _header(stamp)))
+            pubs["camera/image_raw"].publish(numpy_to_image(kitti.rgb(0), "rgb8",
+                                                            _header(stamp)))
+
+        stamp = _serve(listener, publish, "depth_ros/depth")
+        (depth,) = listener.stamped("depth_ros/depth", stamp)
+        assert (depth.width, depth.height) == (camera.width, camera.height)
+        node_pid = launch.pids()["fusion_depth_node"]
+        assert launch.stop() == 0, launch.text()[-4000:]
+        assert not _alive(node_pid), "the node outlived its launch"
+    finally:
+        launch.stop()
+        listener.close()
+    assert "Traceback" not in launch.text(), launch.text()[-4000:]
+
+
+def test_kitti_replay_plays_the_bag_through_the_included_mono_launch(
+        workspace, drive_and_bag, tmp_path):
+    from rosbags.highlevel import AnyReader
+
+    _, bag = drive_and_bag
+    with AnyReader([bag]) as reader:
+        conns = [c for c in reader.connections if c.topic == "/kitti/camera2/image_raw"]
+        stamps = sorted(reader.deserialize(raw, c.msgtype).header.stamp.sec * 10**9
+                        + reader.deserialize(raw, c.msgtype).header.stamp.nanosec
+                        for c, _, raw in reader.messages(connections=conns))
+    assert len(stamps) == 4
+    ns = "/lt_replay"
+    report = tmp_path / "eval.json"
+    launch = Launch(workspace, "kitti_replay.launch.py", f"bag:={bag}", "namespace:=lt_replay",
+                    "delay:=0.5", "rate:=0.5", "evaluate:=true", f"eval_report:={report}",
+                    log=tmp_path / "launch.log")
+    listener = Listener(ns, {"depth_ros/depth": Image})
+    try:
+        _wait_for_node(listener, "mono_depth_node", ns, launch, subscriptions=2)
+        subscribed, _ = _node_topics(listener, "mono_depth_node", ns)
+        assert subscribed == {"/kitti/camera2/image_raw": "Image",
+                              "/kitti/camera2/camera_info": "CameraInfo"}
+        _wait_for_node(listener, "depth_eval_node", ns, launch, subscriptions=3)
+        eval_subscribed, _ = _node_topics(listener, "depth_eval_node", ns)
+        assert {f"{ns}/depth_ros/depth", "/kitti/camera2/depth_groundtruth"} <= set(
+            eval_subscribed)
+        got = lambda: {int(Time.from_msg(m.header.stamp).nanoseconds)  # noqa: E731
+                       for m in listener.msgs["depth_ros/depth"]}
+        listener.spin_until(lambda: got() >= set(stamps), 60)
+        # The player starts once the node's two inputs matched; at half rate the node keeps
+        # up with every frame.
+        assert got() == set(stamps), (sorted(got()), stamps, launch.text()[-4000:])
+        pids = launch.pids()
+        assert {"mono_depth_node", "depth_ros_bag_play", "depth_eval_node"} <= set(pids)
+        # The player ends by itself at the end of the bag; the nodes keep running.
+        _wait_for(lambda: PLAYER_DONE.search(launch.text()), 30, launch, "player still up")
+        assert _alive(pids["mono_depth_node"]) and _alive(pids["depth_eval_node"])
+        assert launch.stop() == 0, launch.text()[-4000:]
+        assert not any(_alive(pid) for pid in pids.values()), "a node outlived its launch"
+    finally:
+        launch.stop()
+        listener.close()
+    text = launch.text()
+    assert "Traceback" not in text, text[-4000:]
+    assert "[lt_replay.depth_ros_bag_play]: published 36 messages" in text, text  # namespaced
+    assert MODEL_LINE.search(text), text  # log_level's default (info) shows INFO lines
+    assert json.loads(report.read_text())["frames"] >= 1, report.read_text()
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILES)
+def test_rviz_without_rviz2_refuses_before_starting_anything(workspace, tmp_path, launch_file):
+    args = ["rviz:=true"] + (["bag:=/nonexistent"] if launch_file.startswith("kitti") else [])
+    launch = Launch(workspace, launch_file, *args, log=tmp_path / "launch.log")
+    try:
+        launch.proc.wait(timeout=60)
+    finally:
+        launch.stop()
+    text = launch.text()
+    assert launch.proc.returncode == 1, text
+    errors = [line for line in text.splitlines() if "rviz2 is not installed" in line]
+    assert len(errors) == 1, text
+    assert "process started" not in text, text
+    assert "Traceback" not in text, text
+
+
+FAKE_RVIZ = """#!{python}
+import json, os, pathlib, sys, time
+pathlib.Path({record!r}).write_text(json.dumps([sys.argv[1:], os.environ.get(
+    "FASTDDS_BUILTIN_TRANSPORTS")]))
+while not pathlib.Path({quit!r}).exists():
+    time.sleep(0.1)
+"""
+
+
+def test_rviz_gets_config_fixed_frame_and_remaps_and_closing_it_ends_the_launch(
+        workspace, tmp_path):
+    # An rviz2 package of our own on AMENT_PREFIX_PATH: records how it was started, exits
+    # when told (as a user closing the window).
+    fake = tmp_path / "fake_rviz"
+    (fake / "share/ament_index/resource_index/packages").mkdir(parents=True)
+    (fake / "share/ament_index/resource_index/packages/rviz2").write_text("")
+    executable = fake / "lib/rviz2/rviz2"
+    executable.parent.mkdir(parents=True)
+    record, quit_file = tmp_path / "rviz_args", tmp_path / "rviz_quit"
+    executable.write_text(FAKE_RVIZ.format(python=sys.executable, record=str(record),
+                                           quit=str(quit_file)))
+    executable.chmod(0o755)
+    env = dict(workspace["env"])
+    env["AMENT_PREFIX_PATH"] += os.pathsep + str(fake)
+    env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"  # the user's choice, which launch keeps
+    ns = "/lt_rviz"
+    launch = Launch(workspace, "mono_depth.launch.py", "rviz:=true", "namespace:=lt_rviz",
+                    "fixed_frame:=base_link", "image_topic:=/front/image", env=env,
+                    log=tmp_path / "launch.log")
+    listener = Listener(ns, {})
+    try:
+        _wait_for_node(listener, "mono_depth_node", ns, launch, subscriptions=2)
+        _wait_for(record.exists, 30, launch, "rviz2 was not started")
+        argv, transports = json.loads(record.read_text())
+        config = f"{workspace['share']}/config/depth_ros.rviz"
+        assert argv[:4] == ["-d", config, "-f", "base_link"], argv
+        ros_args = argv[argv.index("--ros-args"):]
+        for rule in ("/camera/image_raw:=/front/image",
+                     "/depth_ros/depth/colored:=depth_ros/depth/colored",
+                     "/depth_ros/points:=depth_ros/points", "__node:=rviz2", "__ns:=/lt_rviz"):
+            assert rule in ros_args, (rule, ros_args)
+        assert transports == "LARGE_DATA"
+        node_pid = launch.pids()["mono_depth_node"]
+        quit_file.write_text("")  # RViz closed: everything comes down
+        launch.proc.wait(timeout=60)
+        assert not _alive(node_pid), "the depth node outlived RViz's launch"
+    finally:
+        launch.stop()
+        listener.close()
+    assert "process[rviz2-2] was required: shutting down" in launch.text(), launch.text()
+
+
+def test_user_transport_choice_is_kept(workspace, tmp_path):
+    # Only the environment matters here: the node is checked, not its traffic.
+    env = dict(workspace["env"])
+    env["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
+    launch = Launch(workspace, "mono_depth.launch.py", "namespace:=lt_env", env=env,
+                    log=tmp_path / "launch.log")
+    try:
+        _wait_for(lambda: "mono_depth_node" in launch.pids(), 60, launch, "no node started")
+        assert _environ(launch.pids()["mono_depth_node"])["FASTDDS_BUILTIN_TRANSPORTS"] == \
+            "UDPv4"
+    finally:
+        launch.stop()
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILES)
+def test_arguments_a_ros_user_expects(workspace, launch_file):
+    result = subprocess.run([str(ROS2), "launch", "depth_ros", launch_file, "--show-args"],
+                            env=workspace["env"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # "    'name':\n        description\n        (default: ...)"
+    blocks = re.split(r"\n\s+'", "\n" + result.stdout)
+    arguments = {b.split("'", 1)[0]: b for b in blocks[1:]}
+    assert {"namespace", "use_sim_time", "log_level", "rviz", "fixed_frame", "backend",
+            "model_path", "image_topic", "depth_topic"} <= set(arguments), result.stdout
+    for backend in ("auto", "tensorrt", "onnxruntime", "torch"):
+        assert backend in arguments["backend"], arguments["backend"]
