@@ -1,22 +1,21 @@
-"""Launch files, setup.py and node modules read as Python syntax, for the launch and RViz tests.
+"""Launch files, setup.py and node modules read as Python syntax, for what a real run of a
+launch file cannot check (test_launch_static.py, test_rviz_config.py).
 
-ROS 2 ``launch``/``launch_ros`` are not installable from PyPI, so a launch file cannot be run
-here. Instead its ``generate_launch_description`` is parsed: launch arguments with their
-defaults, ``Node`` actions (package, executable, name, parameters, remappings),
-``IncludeLaunchDescription`` with its launch arguments, ``SetEnvironmentVariable``. Values
-are resolved the way ``launch`` would with every argument at its default (or at the value an
-include passes): string literals, ``LaunchConfiguration``, lists of substitutions
-(concatenated), ``PathJoinSubstitution`` and ``FindPackageShare('depth_ros')`` (the source
-tree). Anything else is reported as unresolvable rather than guessed.
+test_launch.py runs every launch file for real (``ros2 launch`` on a colcon install). This
+reader is for the rest: arguments declared but never used, the RViz config against the topics
+a launch file wires, node modules against their declared topic tables. It reads launch
+arguments with their defaults and ``Node`` actions (package, executable, name, parameters,
+remappings, arguments), and resolves values the way ``launch`` would with every argument at
+its default: string literals, ``LaunchConfiguration``, lists of substitutions (concatenated),
+``PathJoinSubstitution`` and ``FindPackageShare('depth_ros')``. Anything else is reported as
+unresolvable rather than guessed.
 """
 
 from __future__ import annotations
 
 import ast
-import fnmatch
 import importlib
 import os
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -68,44 +67,28 @@ class NodeAction:
 
 
 @dataclass
-class Include:
-    """One ``IncludeLaunchDescription`` of a launch file."""
-
-    source: ast.expr
-    launch_arguments: dict[str, ast.expr]
-    lineno: int
-
-
-@dataclass
 class LaunchFile:
-    """A parsed launch file: its arguments, variables, actions and environment."""
+    """A parsed launch file: its arguments, variables and nodes."""
 
     path: Path
     tree: ast.Module
     arguments: dict[str, ast.expr | None] = field(default_factory=dict)
     variables: dict[str, ast.expr] = field(default_factory=dict)
     nodes: list[NodeAction] = field(default_factory=list)
-    includes: list[Include] = field(default_factory=list)
-    environment: dict[str, str] = field(default_factory=dict)
-    commands: list[list[ast.expr]] = field(default_factory=list)
 
-    def resolve(self, node: ast.expr, overrides: dict[str, str] | None = None,
-                _seen: frozenset[str] = frozenset()) -> str:
-        """The string ``node`` becomes when launched with defaults (or ``overrides``)."""
-        overrides = overrides or {}
+    def resolve(self, node: ast.expr, _seen: frozenset[str] = frozenset()) -> str:
+        """The string ``node`` becomes when launched with every argument at its default."""
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             return node.value
         if isinstance(node, ast.Name):
             if node.id not in self.variables:
                 raise UnresolvableError(f"{self.path.name}:{node.lineno}: unknown name {node.id}")
-            return self.resolve(self.variables[node.id], overrides, _seen)
+            return self.resolve(self.variables[node.id], _seen)
         if isinstance(node, (ast.List, ast.Tuple)):
-            return "".join(self.resolve(e, overrides, _seen) for e in node.elts)
+            return "".join(self.resolve(e, _seen) for e in node.elts)
         name = call_name(node)
         if name == "LaunchConfiguration":
             arg = _literal(node.args[0], "LaunchConfiguration's name")
-            if arg in overrides:
-                return overrides[arg]
             if arg not in self.arguments:
                 raise UnresolvableError(f"{self.path.name}:{node.lineno}: LaunchConfiguration "
                                    f"{arg!r} has no DeclareLaunchArgument")
@@ -114,12 +97,12 @@ class LaunchFile:
                 raise UnresolvableError(f"{self.path.name}: argument {arg!r} has no default")
             if arg in _seen:
                 raise UnresolvableError(f"{self.path.name}: argument {arg!r} refers to itself")
-            return self.resolve(default, overrides, _seen | {arg})
+            return self.resolve(default, _seen | {arg})
         if name == "PathJoinSubstitution":
             (parts,) = node.args
             if not isinstance(parts, (ast.List, ast.Tuple)):
                 raise UnresolvableError(f"PathJoinSubstitution of {ast.unparse(parts)}")
-            return os.path.join(*(self.resolve(p, overrides, _seen) for p in parts.elts))
+            return os.path.join(*(self.resolve(p, _seen) for p in parts.elts))
         if name == "FindPackageShare":
             package = _literal(node.args[0], "FindPackageShare's package")
             if package != PACKAGE:
@@ -129,23 +112,30 @@ class LaunchFile:
                            f"{ast.unparse(node)}")
 
     def used_arguments(self) -> set[str]:
-        """Arguments whose LaunchConfiguration reaches an action (not just a dead variable)."""
+        """Arguments whose LaunchConfiguration reaches an action (not just a dead variable).
+
+        ``LaunchConfiguration(name) for name in NAMES`` counts every string of the
+        module-level tuple ``NAMES``.
+        """
         loaded = {n.id for n in ast.walk(self.tree)
                   if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         assigned = {id(value): target for target, value in self.variables.items()}
+        loops = {g.target.id: g.iter.id for n in ast.walk(self.tree)
+                 if isinstance(n, (ast.ListComp, ast.GeneratorExp, ast.DictComp))
+                 for g in n.generators
+                 if isinstance(g.target, ast.Name) and isinstance(g.iter, ast.Name)}
         used = set()
         for call in calls(self.tree, "LaunchConfiguration"):
             target = assigned.get(id(call))
-            if target is None or target in loaded:
-                used.add(_literal(call.args[0], "LaunchConfiguration's name"))
+            if target is not None and target not in loaded:
+                continue
+            (name,) = call.args
+            if isinstance(name, ast.Name) and loops.get(name.id) in self.variables:
+                names = self.variables[loops[name.id]]
+                used.update(_literal(e, "argument name") for e in getattr(names, "elts", [names]))
+            else:
+                used.add(_literal(name, "LaunchConfiguration's name"))
         return used
-
-
-def share_path(resolved: str) -> Path:
-    """A resolved ``FindPackageShare('depth_ros')/...`` path, as the file in the source tree."""
-    if not resolved.startswith(SHARE + os.sep):
-        raise UnresolvableError(f"{resolved!r} is not inside the depth_ros share directory")
-    return REPO / resolved[len(SHARE) + 1:]
 
 
 def _pairs(node: ast.expr, what: str) -> list[tuple[ast.expr, ast.expr]]:
@@ -180,12 +170,6 @@ def parse_launch(path: Path) -> LaunchFile:
         if name in launch.arguments:
             raise UnresolvableError(f"{path.name}: argument {name!r} declared twice")
         launch.arguments[name] = default
-    for call in calls(tree, "SetEnvironmentVariable"):
-        kw = kwargs(call)
-        positional = [*call.args, None, None]
-        name = positional[0] if positional[0] is not None else kw["name"]
-        value = positional[1] if positional[1] is not None else kw["value"]
-        launch.environment[_literal(name, "variable name")] = _literal(value, "value")
     for call in calls(tree, "Node"):
         kw = kwargs(call)
         remaps = [(_literal(k, "remapping source"), v)
@@ -202,23 +186,6 @@ def parse_launch(path: Path) -> LaunchFile:
             name=_literal(kw["name"], "Node name") if "name" in kw else None,
             lineno=call.lineno, remappings=remaps, parameters=list(params.elts),
             arguments=list(arguments.elts)))
-    for call in calls(tree, "ExecuteProcess"):
-        cmd = kwargs(call).get("cmd", call.args[0] if call.args else None)
-        if not isinstance(cmd, (ast.List, ast.Tuple)):
-            raise UnresolvableError(f"{path.name}:{call.lineno}: ExecuteProcess cmd must be a "
-                                    "list literal")
-        launch.commands.append(list(cmd.elts))
-    for call in calls(tree, "IncludeLaunchDescription"):
-        (source,) = call.args[:1] or [kwargs(call)["launch_description_source"]]
-        if call_name(source) != "PythonLaunchDescriptionSource":
-            raise UnresolvableError(f"{path.name}:{call.lineno}: only "
-                                    "PythonLaunchDescriptionSource includes are understood")
-        launch_args = kwargs(call).get("launch_arguments")
-        pairs = _pairs(launch_args, "launch_arguments") if launch_args is not None else []
-        launch.includes.append(Include(
-            source=source.args[0],
-            launch_arguments={_literal(k, "launch argument"): v for k, v in pairs},
-            lineno=call.lineno))
     return launch
 
 
@@ -237,21 +204,12 @@ class Remap:
     target: str
 
 
-def remaps(path: Path, overrides: dict[str, str] | None = None,
-           _depth: int = 0) -> list[Remap]:
-    """Every remapping of this package's nodes, includes followed, arguments resolved."""
+def remaps(path: Path) -> list[Remap]:
+    """Every remapping of this package's nodes in one launch file, arguments at defaults."""
     launch = parse_launch(path)
-    found = [Remap(path.name, node.executable, topic, launch.resolve(target, overrides))
-             for node in launch.nodes if node.package == PACKAGE
-             for topic, target in node.remappings]
-    if _depth > 5:
-        raise UnresolvableError(f"{path.name}: includes nested too deep")
-    for include in launch.includes:
-        child = share_path(launch.resolve(include.source, overrides))
-        child_args = {k: launch.resolve(v, overrides)
-                      for k, v in include.launch_arguments.items()}
-        found += remaps(child, child_args, _depth + 1)
-    return found
+    return [Remap(path.name, node.executable, topic, launch.resolve(target))
+            for node in launch.nodes if node.package == PACKAGE
+            for topic, target in node.remappings]
 
 
 # setup.py
@@ -295,35 +253,6 @@ def console_scripts() -> dict[str, str]:
                 name, _, target = _string(element, constants).partition("=")
                 scripts[name.strip()] = target.strip()
     return scripts
-
-
-@cache
-def data_files() -> list[tuple[str, str]]:
-    """setup.py's data_files as (install directory, source glob or file) pairs."""
-    setup, constants = _setup_call()
-    pairs = []
-    for entry in kwargs(setup)["data_files"].elts:
-        directory = _string(entry.elts[0], constants)
-        sources = [entry.elts[1]]
-        while sources:
-            source = sources.pop()
-            if isinstance(source, ast.BinOp) and isinstance(source.op, ast.Add):
-                sources += [source.left, source.right]
-            elif call_name(source) == "glob":
-                pairs.append((directory, _string(source.args[0], constants)))
-            elif isinstance(source, ast.List):
-                pairs += [(directory, _string(e, constants)) for e in source.elts]
-            else:
-                raise UnresolvableError(f"setup.py data_files: cannot read {ast.unparse(source)}")
-    return pairs
-
-
-def installed_as(relative: Path) -> str | None:
-    """Where setup.py installs a source-tree file (``share/depth_ros/...``), or None."""
-    for directory, pattern in data_files():
-        if fnmatch.fnmatch(relative.as_posix(), pattern):
-            return f"{directory}/{relative.name}"
-    return None
 
 
 # Node modules
@@ -395,7 +324,3 @@ def node_interface(executable: str) -> NodeInterface:
                          subscribed=subscribed, published=published,
                          declared_subscribed=None if declared[0] is None else tuple(declared[0]),
                          declared_published=None if declared[1] is None else tuple(declared[1]))
-
-
-# A ROS 2 topic name: tokens of letters, digits and underscores, not starting with a digit.
-TOPIC_RE = re.compile(r"^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")

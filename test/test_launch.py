@@ -440,6 +440,7 @@ def test_rviz_gets_config_fixed_frame_and_remaps_and_closing_it_ends_the_launch(
         argv, transports = json.loads(record.read_text())
         config = f"{workspace['share']}/config/depth_ros.rviz"
         assert argv[:4] == ["-d", config, "-f", "base_link"], argv
+        assert Path(config).is_file(), "setup.py installs config/depth_ros.rviz"
         ros_args = argv[argv.index("--ros-args"):]
         for rule in ("/camera/image_raw:=/front/image",
                      "/depth_ros/depth/colored:=depth_ros/depth/colored",
