@@ -30,12 +30,13 @@ setup(
         "onnxruntime>=1.16",
         "PyYAML>=5.4",
         "tqdm>=4.60",
+        # kitti_to_bag and depth_ros_bag_play are console scripts of every install.
+        "rosbags>=0.10",
     ],
     extras_require={
         "torch": ["torch>=2.1,<3"],
         "train": ["torch>=2.1,<3", "onnx>=1.15", "onnxscript>=0.1", "h5py>=3",
                   "tensorboard>=2.10"],
-        "bags": ["rosbags>=0.10"],
     },
     zip_safe=True,
     maintainer="depth_ros developers",
