@@ -57,6 +57,11 @@ def generate_launch_description() -> LaunchDescription:
 
     shared = [(name, LaunchConfiguration(name)) for name in SHARED_ARGUMENTS]
     launch_dir = PathJoinSubstitution([FindPackageShare("depth_ros"), "launch"])
+    # A message sent before its subscriber matched is lost: wait for every input that
+    # must see the whole bag.
+    subscribers = PythonExpression([
+        "str(2 + ('", mode, "' == 'fusion') + ('", evaluate, "'.lower() in ('true', '1'))) "
+        "if '", wait_for_subscribers, "' == 'auto' else '", wait_for_subscribers, "'"])
     # Our player publishes /clock exactly when the node runs on it.
     clock_hz = PythonExpression(["100.0 if '", use_sim_time, "'.lower() in ('true', '1') "
                                  "else 0.0"])
@@ -72,10 +77,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rate", default_value="1.0", description="playback speed"),
         DeclareLaunchArgument("delay", default_value="3.0",
                               description="seconds between starting the node and the bag"),
-        DeclareLaunchArgument("wait_for_subscribers", default_value="2",
+        DeclareLaunchArgument("wait_for_subscribers", default_value="auto",
                               description="depth_ros player: start once this many "
-                                          "subscriptions matched (the node's image and "
-                                          "camera_info)"),
+                                          "subscriptions to the bag's topics matched; auto: "
+                                          "the node's inputs (2 mono, 3 fusion) plus the "
+                                          "evaluator's ground truth"),
         DeclareLaunchArgument("evaluate", default_value="false",
                               description="score depth against the bag's ground truth"),
         DeclareLaunchArgument("eval_report", default_value="depth_eval.json",
@@ -155,8 +161,8 @@ def generate_launch_description() -> LaunchDescription:
                 name="depth_ros_bag_play",
                 output="screen",
                 condition=IfCondition(PythonExpression(["'", player, "' == 'depth_ros'"])),
-                arguments=[bag, "--rate", rate, "--wait-for-subscribers",
-                           wait_for_subscribers, "--clock", clock_hz, "--no-progress"],
+                arguments=[bag, "--rate", rate, "--wait-for-subscribers", subscribers,
+                           "--clock", clock_hz, "--no-progress"],
             ),
             ExecuteProcess(
                 cmd=["ros2", "bag", "play", bag, "--rate", rate],
