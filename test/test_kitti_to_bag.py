@@ -11,9 +11,9 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from depth_ros.bags import kitti_to_bag, messages, topics
-from depth_ros.bags.drive_source import DriveSource, read_timestamps_ns
+from depth_ros.bags.drive_source import DriveSource
 from depth_ros.bags.kitti_to_bag import ConversionOptions, convert_drive
-from depth_ros.kitti import KittiFormatError, read_depth_png, read_rgb_png
+from depth_ros.kitti import KittiFormatError, read_depth_png, read_rgb_png, read_timestamps_ns
 from depth_ros.synthetic import plan_drive, rig, write_synthetic_drive
 from depth_ros.synthetic.drive import CAMERA_INDEX
 

@@ -11,23 +11,25 @@ import pytest
 import torch
 
 from depth_ros import kitti
-from depth_ros.readers import (
-    NYU_CAMERA,
-    KittiCompletionSplit,
-    KittiEigenSplit,
+from depth_ros.kitti import (
     KittiRawCalibration,
-    KittiRawFrames,
-    KittiValSelection,
-    NyuFormatError,
-    NyuLabeled,
-    NyuSync,
     RawDrive,
-    read_nyu_depth_png,
     read_oxts,
     read_oxts_dir,
     read_rigid_transform,
     read_split_file,
     velo_to_image_projection,
+)
+from depth_ros.readers import (
+    NYU_CAMERA,
+    KittiCompletionSplit,
+    KittiEigenSplit,
+    KittiRawFrames,
+    KittiValSelection,
+    NyuFormatError,
+    NyuLabeled,
+    NyuSync,
+    read_nyu_depth_png,
 )
 from training import datasets, transforms
 

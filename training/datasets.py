@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, Sampler
 
 from depth_ros.geometry import resize_sparse_depth
 from depth_ros.inference.estimator import resize_rgb
-from depth_ros.kitti import KittiDrive, find_drives, read_depth_png
+from depth_ros.kitti import KittiDrive, RawDrive, find_drives, read_depth_png
 from depth_ros.readers import (
     DepthFrame,
     KittiCompletionSplit,
@@ -32,7 +32,6 @@ from depth_ros.readers import (
     KittiValSelection,
     NyuLabeled,
     NyuSync,
-    RawDrive,
 )
 from training.config import AugmentConfig, SyntheticSplit
 from training.transforms import Sample, to_tensors

@@ -9,10 +9,8 @@ have), a ``timestamps.txt`` whose line count differs from its frames, a truncate
 
 from __future__ import annotations
 
-import calendar
 import os
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -20,56 +18,22 @@ import numpy as np
 from numpy.lib import recfunctions
 
 from depth_ros.bags import topics
-from depth_ros.kitti import (
-    VELODYNE_POINT_BYTES,
-    KittiDrive,
+from depth_ros.kitti.calibration import read_rigid_transform
+from depth_ros.kitti.drives import KittiDrive
+from depth_ros.kitti.formats import (
     KittiFormatError,
+    check_velodyne_bin,
     read_calib_file,
     read_depth_png,
     read_rgb_png,
+    read_timestamps_ns,
     read_velodyne_bin,
 )
-from depth_ros.readers.kitti_raw import read_oxts_dir, read_rigid_transform
-from depth_ros.synthetic.oxts import oxts_poses
+from depth_ros.kitti.oxts import oxts_poses, read_oxts_dir
 
 VELODYNE_DIR = "velodyne_points"
 OXTS_DIR = "oxts"
 _STEREO_LEFT = {0: 0, 1: 0, 2: 2, 3: 2}  # each camera's stereo pair and its left camera
-
-
-def read_timestamps_ns(path: str | os.PathLike) -> np.ndarray:
-    """A KITTI ``timestamps.txt`` as exact int64 nanoseconds (UTC).
-
-    ``kitti.read_timestamps`` gives float seconds, which near 1.3e9 s resolve only ~0.2 µs;
-    bag stamps are integers, so the digits are taken as written.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise KittiFormatError(f"timestamps file not found: {path}")
-    stamps = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        text = line.strip()
-        if not text:
-            continue
-        main, _, fraction = text.partition(".")
-        try:
-            seconds = calendar.timegm(datetime.strptime(main, "%Y-%m-%d %H:%M:%S").timetuple())
-            if fraction and not fraction.isdigit():
-                raise ValueError(fraction)
-            nanos = int((fraction + "000000000")[:9]) if fraction else 0
-        except ValueError:
-            raise KittiFormatError(f"{path}:{lineno}: bad KITTI timestamp {text!r}") from None
-        stamps.append(seconds * 1_000_000_000 + nanos)
-    return np.array(stamps, dtype=np.int64)
-
-
-def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """``Rz(yaw) · Ry(pitch) · Rx(roll)``: the OXTS unit's orientation in ENU (KITTI's order)."""
-    cr, sr, cp, sp, cy, sy = (np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch),
-                              np.cos(yaw), np.sin(yaw))
-    return (np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-            @ np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-            @ np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,7 +219,7 @@ class DriveSource:
             self.velodyne_stamps_ns = _stamps_for(self.path / VELODYNE_DIR / "timestamps.txt",
                                                   count)
             for position in range(self.start, self.end):
-                self._check_scan_size(self.velodyne_path(position))
+                check_velodyne_bin(self.velodyne_path(position))
         oxts_dir = self.path / OXTS_DIR / "data"
         self.oxts_stamps_ns: np.ndarray | None = None
         self.oxts_packets: np.ndarray | None = None
@@ -278,14 +242,6 @@ class DriveSource:
         except KittiFormatError:
             return None
         return read_rigid_transform(path)
-
-    @staticmethod
-    def _check_scan_size(path: Path) -> None:
-        size = path.stat().st_size
-        if size % VELODYNE_POINT_BYTES:
-            raise KittiFormatError(f"{path}: {size} bytes is not a multiple of "
-                                   f"{VELODYNE_POINT_BYTES} (x, y, z, reflectance float32): "
-                                   "truncated scan")
 
     @property
     def has_lidar(self) -> bool:

@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 
 from depth_ros.geometry import PinholeCamera
-from depth_ros.kitti import read_depth_png
-from depth_ros.readers.frame import DepthFrame, read_split_file
+from depth_ros.kitti.formats import read_depth_png
+from depth_ros.kitti.splits import read_split_file
+from depth_ros.readers.frame import DepthFrame
 
 # NYU Depth v2's colour camera (the toolbox's camera_params.m), for its 640×480 images.
 NYU_CAMERA = PinholeCamera(518.8579, 519.4696, 325.5824, 253.7362, 640, 480)

@@ -365,9 +365,9 @@ def _render_into(work: Path, plan: DrivePlan, calibs: dict, outputs: _Outputs,
         packets = oxts_packets_of(plan)
         for index, packet in enumerate(packets):
             kitti.write_text_lines(work / "oxts" / "data" / f"{kitti.frame_name(index)}.txt",
-                                   [oxts.format_packet(packet)])
+                                   [kitti.format_oxts_packet(packet)])
         kitti.write_timestamps(work / "oxts" / "timestamps.txt", plan.timestamps)
-        kitti.write_text_lines(work / "oxts" / "dataformat.txt", [oxts.DATAFORMAT])
+        kitti.write_text_lines(work / "oxts" / "dataformat.txt", [kitti.OXTS_DATAFORMAT])
     kitti.write_bytes_atomic(work / POSES_FILE, _pose_lines(plan.poses).encode())
 
 
