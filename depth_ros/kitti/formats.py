@@ -86,11 +86,12 @@ def write_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     _write_png_atomic(Path(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
-def read_rgb_png(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as H×W×3 uint8 RGB."""
+def read_rgb_png(path: str | os.PathLike, error: type[ValueError] | None = None) -> np.ndarray:
+    """Read an image file (PNG, JPEG, ...) as H×W×3 uint8 RGB; an unreadable one raises
+    ``error`` (``KittiFormatError`` by default) naming the file."""
     bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise KittiFormatError(f"cannot read image {path}")
+        raise (error or KittiFormatError)(f"cannot read image {path}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

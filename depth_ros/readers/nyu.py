@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from depth_ros.geometry import PinholeCamera
-from depth_ros.kitti.formats import read_depth_png
+from depth_ros.kitti.formats import read_depth_png, read_rgb_png
 from depth_ros.kitti.splits import read_split_file
 from depth_ros.readers.frame import DepthFrame
 
@@ -36,10 +35,7 @@ def read_nyu_depth_png(path: str | os.PathLike) -> np.ndarray:
 
 def read_nyu_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an ``rgb_*.jpg`` as H×W×3 uint8 RGB."""
-    bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise NyuFormatError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return read_rgb_png(path, NyuFormatError)
 
 
 class NyuLabeled:
