@@ -14,21 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # training/ runs from the repository root; it is not installed
-    sys.path.insert(0, str(REPO))
-
-from test_readers import (  # noqa: E402
+from test_readers import (
     write_completion_split,
     write_eigen_split,
     write_nyu_mat,
     write_nyu_sync,
 )
-from test_training import write_tiny_drive  # noqa: E402
+from test_training import write_tiny_drive
 
-from training.config import ConfigError, load_config  # noqa: E402
-from training.trainer import Trainer, build_model  # noqa: E402
+from training.config import ConfigError, load_config
+from training.trainer import Trainer, build_model
+
+REPO = Path(__file__).resolve().parents[1]
 
 RECIPES = sorted((REPO / "config" / "train").glob("*.yaml"))
 TINY_MONO = ["model.kwargs.encoder_config=small", "model.kwargs.width_multiplier=0.25",
