@@ -9,7 +9,9 @@ PACKAGE = "depth_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # training/ is installed too, so that `python training/train.py` (and evaluate, export,
+    # pseudo_label) import it as a package without editing sys.path.
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
     package_data={PACKAGE: ["weights/*.onnx", "weights/*.pt", "weights/*.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

@@ -1,7 +1,7 @@
 """Readers for real depth datasets (KITTI raw, KITTI depth, NYU Depth v2) as ``DepthFrame``s.
 
 Every reader has ``len(reader)`` and ``reader.frame(index) -> DepthFrame``, so one torch
-Dataset (``training/datasets.py``) serves them all. Malformed input raises an error naming
+Dataset (``training/data/sources.py``) serves them all. Malformed input raises an error naming
 the file and what is wrong (``KittiFormatError`` or ``NyuFormatError``), never a silent zero.
 The KITTI files themselves (drives, calibration, OXTS, split lists) are read by
 ``depth_ros.kitti``.
