@@ -30,6 +30,26 @@ def test_shipped_profile_is_installed_and_found():
     assert 'glob("config/*.xml")' in setup  # installed to share/depth_ros/config
 
 
+def test_installed_profile_is_found_through_the_ament_index(tmp_path, monkeypatch):
+    # An installed package: no config/ beside the package, the share dir in the ament index.
+    monkeypatch.setattr(transport, "__file__", str(tmp_path / "site" / "depth_ros" / "x.py"))
+    prefix = tmp_path / "install"
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    with pytest.raises(FileNotFoundError, match="share directory is not available"):
+        transport.shipped_profile_path()
+    marker = prefix / "share" / "ament_index" / "resource_index" / "packages" / "depth_ros"
+    marker.parent.mkdir(parents=True)
+    marker.touch()
+    with pytest.raises(FileNotFoundError, match=r"fastdds_large_data\.xml not found"):
+        transport.shipped_profile_path()
+    installed = prefix / "share" / "depth_ros" / "config" / transport.PROFILE_FILE
+    installed.parent.mkdir(parents=True)
+    installed.write_text("<dds/>")
+    assert transport.shipped_profile_path() == installed
+    assert transport.transport_environment({}) == {
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(installed)}
+
+
 def test_profile_sizes_carry_the_largest_frame_without_tcp():
     root = _profile()
     descriptors = {d.findtext("dds:type", namespaces=NS): d
