@@ -36,7 +36,7 @@ setup(
         "torch": ["torch>=2.1,<3"],
         "train": ["torch>=2.1,<3", "onnx>=1.15", "onnxscript>=0.1", "h5py>=3",
                   "tensorboard>=2.10"],
-        "bags": ["rosbags>=0.10"],
+        "bags": ["rosbags>=0.11"],  # 0.11: bare .mcap/.db3 files (depth_ros_bag_play)
     },
     zip_safe=True,
     maintainer="depth_ros developers",
