@@ -17,7 +17,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/config",
+         glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
     ],
     python_requires=">=3.10",
@@ -37,7 +38,7 @@ setup(
         "torch": ["torch>=2.1,<3"],
         "train": ["torch>=2.1,<3", "onnx>=1.15", "onnxscript>=0.1", "h5py>=3",
                   "tensorboard>=2.10"],
-        "bags": ["rosbags>=0.10"],
+        "bags": ["rosbags>=0.11"],  # 0.11: bare .mcap/.db3 files (depth_ros_bag_play)
     },
     zip_safe=True,
     maintainer="depth_ros developers",

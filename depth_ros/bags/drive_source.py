@@ -4,7 +4,10 @@
 ``KittiFormatError`` naming the file for everything a conversion would otherwise stumble on
 half-way: a missing frame (a gap in the numbering, or a sensor without a frame the cameras
 have), a ``timestamps.txt`` whose line count differs from its frames, a truncated velodyne
-``.bin``, a missing calibration key. Frame data are read later, one frame at a time.
+``.bin``, a missing calibration key, a NaN or infinity in any calibration file, a
+missing ``calib_velo_to_cam.txt`` for a bag with the LiDAR or OXTS in it and a missing
+``calib_imu_to_velo.txt`` for one with OXTS (without them /tf_static could not link those
+sensors to the cameras). Frame data are read later, one frame at a time.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from depth_ros.kitti.oxts import oxts_poses, read_oxts_dir
 
 VELODYNE_DIR = "velodyne_points"
 OXTS_DIR = "oxts"
+CAM_TO_CAM = "calib_cam_to_cam.txt"
+VELO_TO_CAM = "calib_velo_to_cam.txt"
+IMU_TO_VELO = "calib_imu_to_velo.txt"
 _STEREO_LEFT = {0: 0, 1: 0, 2: 2, 3: 2}  # each camera's stereo pair and its left camera
 
 
@@ -138,6 +144,17 @@ def _stamps_for(path: Path, count: int) -> np.ndarray:
     return stamps
 
 
+def read_finite_calib_file(path: Path) -> dict[str, np.ndarray | str]:
+    """``read_calib_file``, refusing a NaN or infinity in any numeric entry: one would carry
+    into every transform and projection of the bag unnoticed."""
+    calib = read_calib_file(path)
+    for key, value in calib.items():
+        if isinstance(value, np.ndarray) and not np.isfinite(value).all():
+            raise KittiFormatError(f"{path}: {key} holds a non-finite number "
+                                   f"({' '.join(f'{v:g}' for v in value)})")
+    return calib
+
+
 def _calib_matrix(calib: dict, key: str, size: int, path: Path) -> np.ndarray:
     value = calib.get(key)
     if not isinstance(value, np.ndarray) or value.size != size:
@@ -183,8 +200,8 @@ class DriveSource:
         count = len(self.frames)
         self.start, self.end = self._frame_range(start, end, count)
 
-        self.cam_to_cam_path = reference.calib_path("calib_cam_to_cam.txt")
-        cam_calib = read_calib_file(self.cam_to_cam_path)
+        self.cam_to_cam_path = reference.calib_path(CAM_TO_CAM)
+        cam_calib = read_finite_calib_file(self.cam_to_cam_path)
         projections = {c: _calib_matrix(cam_calib, f"P_rect_{c:02d}", 12,
                                         self.cam_to_cam_path).reshape(3, 4)
                        for c in topics.KITTI_CAMERAS if f"P_rect_{c:02d}" in cam_calib}
@@ -209,8 +226,6 @@ class DriveSource:
             self.groundtruth_cameras = [cam for cam in self.cameras
                                         if cam.drive.groundtruth_dir.is_dir()]
 
-        self.velo_to_cam = self._optional_transform(reference, "calib_velo_to_cam.txt")
-        self.imu_to_velo = self._optional_transform(reference, "calib_imu_to_velo.txt")
         self.velodyne_dir = self.path / VELODYNE_DIR / "data"
         self.velodyne_stamps_ns: np.ndarray | None = None
         if lidar and self.velodyne_dir.is_dir():
@@ -227,6 +242,11 @@ class DriveSource:
             _check_same_frames("oxts", oxts_dir, ".txt", self.frames, reference.image_dir)
             self.oxts_stamps_ns = _stamps_for(self.path / OXTS_DIR / "timestamps.txt", count)
             self.oxts_packets = read_oxts_dir(oxts_dir)
+        # The rig's links in /tf_static: the LiDAR (and the OXTS pose in /tf, which hangs off
+        # imu_link) mean nothing without them, so a bag with those sensors needs the files.
+        self.velo_to_cam = self._transform(reference, VELO_TO_CAM,
+                                           self.has_lidar or self.has_oxts)
+        self.imu_to_velo = self._transform(reference, IMU_TO_VELO, self.has_oxts)
 
     @staticmethod
     def _frame_range(start: int, end: int | None, count: int) -> tuple[int, int]:
@@ -235,12 +255,21 @@ class DriveSource:
             raise ValueError(f"frame range {start}:{end} is outside the drive's 0:{count}")
         return start, end
 
-    @staticmethod
-    def _optional_transform(drive: KittiDrive, name: str) -> np.ndarray | None:
+    def _transform(self, drive: KittiDrive, name: str, required: bool) -> np.ndarray | None:
+        """The rigid transform of calibration file ``name``; None where it is absent and not
+        ``required``. A file that is there is read and checked either way."""
         try:
             path = drive.calib_path(name)
         except KittiFormatError:
-            return None
+            if not required:
+                return None
+            needs = [what for what, used in (("the LiDAR", self.has_lidar),
+                                             ("the OXTS /tf", self.has_oxts)) if used]
+            raise KittiFormatError(
+                f"calibration file not found: {drive.path / name} (nor in its parent); "
+                f"{' and '.join(needs)} need it for the transforms in /tf_static (leave "
+                f"them out with --no-lidar --no-oxts)") from None
+        read_finite_calib_file(path)
         return read_rigid_transform(path)
 
     @property
