@@ -9,13 +9,16 @@ PACKAGE = "depth_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # training/ is installed too, so that `python training/train.py` (and evaluate, export,
+    # pseudo_label) import it as a package without editing sys.path.
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
     package_data={PACKAGE: ["weights/*.onnx", "weights/*.pt", "weights/*.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/config",
+         glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
     ],
     python_requires=">=3.10",
@@ -35,7 +38,7 @@ setup(
         "torch": ["torch>=2.1,<3"],
         "train": ["torch>=2.1,<3", "onnx>=1.15", "onnxscript>=0.1", "h5py>=3",
                   "tensorboard>=2.10"],
-        "bags": ["rosbags>=0.10"],
+        "bags": ["rosbags>=0.11"],  # 0.11: bare .mcap/.db3 files (depth_ros_bag_play)
     },
     zip_safe=True,
     maintainer="depth_ros developers",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_ros.kitti import write_calib_file
-from depth_ros.readers.kitti_raw import KittiRawCalibration
+from depth_ros.kitti import KittiRawCalibration, write_calib_file
 from depth_ros.ros.extrinsics import (
     BODY_TO_OPTICAL,
     ExtrinsicsError,

@@ -26,9 +26,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
 from depth_ros.inference import DepthEstimator
-from depth_ros.kitti import KittiDrive, read_velodyne_bin
+from depth_ros.kitti import KittiDrive, KittiRawCalibration, read_velodyne_bin
 from depth_ros.models import ModelMetadata, create_model
-from depth_ros.readers.kitti_raw import KittiRawCalibration
 from depth_ros.ros.conversions import camera_to_camera_info, image_to_numpy, numpy_to_image
 from depth_ros.ros.launching import find_config, node_command
 from depth_ros.ros.qos import latched_qos

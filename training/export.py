@@ -29,25 +29,21 @@ import os
 import sys
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch.export import Dim
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
-from torch.export import Dim  # noqa: E402
-
-from depth_ros.inference.engine_cache import profile_for_sizes  # noqa: E402
-from depth_ros.inference.trt_ops import unsupported_onnx_ops  # noqa: E402
-from depth_ros.models import ModelMetadata  # noqa: E402
-from depth_ros.models.checkpoints import (  # noqa: E402
+from depth_ros.inference.engine_cache import profile_for_sizes
+from depth_ros.inference.trt_ops import unsupported_onnx_ops
+from depth_ros.models import ModelMetadata
+from depth_ros.models.checkpoints import (
     CheckpointError,
     load_checkpoint,
     model_from_checkpoint,
 )
-from training.checkpoint import release_payload, save_checkpoint  # noqa: E402
+from training.checkpoint import release_payload, save_checkpoint
 
 LOG = logging.getLogger("depth_ros.export")
 OPSET = 18

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from depth_ros.geometry import project_points, velo_to_camera_points
-from depth_ros.kitti import KittiFormatError
-from depth_ros.readers.kitti_raw import KittiRawCalibration
+from depth_ros.kitti.calibration import KittiRawCalibration
+from depth_ros.kitti.formats import KittiFormatError
 
 # Axes only: a LiDAR in REP 103's body convention (x forward, y left, z up) at the camera's
 # optical centre. The parameter default; a real rig needs its calibration.
