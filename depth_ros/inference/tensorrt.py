@@ -275,8 +275,7 @@ def not_importable_message(exc: BaseException) -> str:
     """The one line for an interpreter that cannot import ``tensorrt``."""
     return (f"the tensorrt Python package is not installed: tensorrt not importable in this "
             f"interpreter ({sys.executable}: {exc}); on Jetson create the venv with "
-            f"--system-site-packages (JetPack's TensorRT is a system package for its Python "
-            f"3.10)")
+            f"--system-site-packages")
 
 
 def require_tensorrt() -> Any:
