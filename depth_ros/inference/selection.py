@@ -71,27 +71,31 @@ def _first_line(exc: BaseException) -> str:
 # --- probes: None when the option can run here, else the reason ------------------------------
 
 _SAID_NOT_IMPORTABLE = False
+_NOT_IMPORTABLE: BaseException | None = None  # the last probe's ImportError, if any
 
 
-def _say_not_importable_once(exc: BaseException) -> None:
-    """One INFO line per process: where ``tensorrt`` does not import, and the Jetson hint."""
+def _say_not_importable_once() -> None:
+    """One INFO line per process, once a backend runs without TensorRT because ``tensorrt``
+    does not import here: the interpreter's path and the Jetson hint."""
     global _SAID_NOT_IMPORTABLE
-    if _SAID_NOT_IMPORTABLE:
+    if _SAID_NOT_IMPORTABLE or _NOT_IMPORTABLE is None:
         return
     _SAID_NOT_IMPORTABLE = True
     LOG.info("tensorrt not importable in this interpreter (%s); on Jetson create the venv "
-             "with --system-site-packages (%s)", sys.executable, _first_line(exc))
+             "with --system-site-packages (%s)", sys.executable, _first_line(_NOT_IMPORTABLE))
 
 
 def probe_tensorrt(device_index: int = 0) -> str | None:
     """Whether TensorRT 10.x can build and run engines on this CUDA device."""
     from depth_ros.inference.tensorrt import TensorRTUnavailable, require_tensorrt
 
+    global _NOT_IMPORTABLE
+    _NOT_IMPORTABLE = None
     try:
         require_tensorrt()
     except TensorRTUnavailable as exc:
         if isinstance(exc.__cause__, ImportError):
-            _say_not_importable_once(exc.__cause__)
+            _NOT_IMPORTABLE = exc.__cause__
         return str(exc)
     import torch
 
@@ -324,6 +328,8 @@ def open_auto(model_path: str | os.PathLike, device: str = "auto",
         else:
             position = AUTO_ORDER.index(candidate.option)
             before = [(o, r) for o, r in faster if AUTO_ORDER.index(o) < position]
+            if any(o == "tensorrt" for o, _ in before):
+                _say_not_importable_once()
             LOG.info("backend auto: %s for %s%s", backend.description, candidate.model_path,
                      "" if not before else "; faster options skipped: "
                      + "; ".join(f"{o}: {r}" for o, r in before))
