@@ -222,6 +222,34 @@ def test_a_covering_engine_must_match_everything_but_the_profile(tmp_path: Path,
     assert covering_engines(tmp_path, EngineKey(profile=batch, **fields)) == []
 
 
+def test_a_covering_plan_that_does_not_load_is_removed_and_one_is_built(
+        tmp_path: Path) -> None:
+    from depth_ros.inference.engine_cache import load_cached_or_build, write_manifest
+
+    fields = dict(gpu_name="Orin (nvgpu)", compute_capability="8.7",
+                  tensorrt_version="10.3.0", precision="fp16", onnx_sha256="ab" * 32)
+    wide = EngineKey(profile=engine_profile(32, "mono", (352, 1216), (128, 416), (384, 1280)),
+                     **fields)
+    stale = tmp_path / wide.filename()
+    stale.write_bytes(b"truncated")
+    write_manifest(stale, wide)
+    wanted = EngineKey(profile=engine_profile(32, "mono", (256, 832)), **fields)
+    builds = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return b"PLAN"
+
+    engine, path, key, built = load_cached_or_build(  # engine: the bytes built
+        tmp_path, wanted, build, lambda data: data if data == b"PLAN" else None)
+    assert built and builds == [1] and key == wanted and path.name == wanted.filename()
+    assert engine == b"PLAN"
+    assert not stale.exists() and not manifest_path(stale).exists()
+    assert manifest_path(path).is_file()
+    again = load_cached_or_build(tmp_path, wanted, build, lambda data: data)
+    assert again[3] is False and builds == [1]
+
+
 def test_default_profile_is_the_running_size_only() -> None:
     profile = engine_profile(32, "fusion", (352, 1216))
     for item in profile.inputs:

@@ -214,9 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--workspace-mib", type=int, default=None, metavar="N",
                      help="builder workspace limit in MiB (default 512, which fits an 8 GB "
                      "Jetson Orin)")
-    trt.add_argument("--tensorrt-log", default="warning",
+    trt.add_argument("--tensorrt-log", default=None,
                      choices=("error", "warning", "info", "verbose"),
-                     help="TensorRT messages to show (default: warning and worse)")
+                     help="TensorRT messages to show (default: $DEPTH_ROS_TENSORRT_LOG, else "
+                     "warning and worse)")
     return parser
 
 
@@ -258,7 +259,8 @@ def open_tensorrt_engine(args: argparse.Namespace, metadata: ModelMetadata) -> A
     opt, profile = tensorrt_profile(args, metadata)
     if args.workspace_mib is not None and args.workspace_mib < 1:
         raise ExportError(f"--workspace-mib must be >= 1, got {args.workspace_mib}")
-    set_log_severity(args.tensorrt_log)
+    if args.tensorrt_log is not None:
+        set_log_severity(args.tensorrt_log)
     require_tensorrt()  # before reading calibration images: fail fast without a GPU
     calibration = None
     if args.tensorrt == "int8":
