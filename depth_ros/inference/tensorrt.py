@@ -424,8 +424,9 @@ def _pin_normalisation_to_fp32(trt: Any, network: Any, version: tuple[int, int])
 
     Before 10.12: per-layer precision constraints (``layer.precision``, ``set_output_type``)
     on every such layer. From 10.12, where those setters are deprecated, only normalisation
-    layers, through ``INormalizationLayer.compute_precision`` (current API); TensorRT's
-    softmax accumulates in FP32 on its own.
+    layers, through ``INormalizationLayer.compute_precision`` (current API); softmax and
+    normalisations the exporter decomposed are left to TensorRT there (no current per-layer
+    API in a weakly typed network).
     """
     pinned = 0
     for i in range(network.num_layers):
