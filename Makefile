@@ -47,6 +47,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check depth_ros training test bench launch
+	PYTHONPATH=. $(VENV)/bin/lint-imports --no-cache --no-logo .importlinter
 
 bench: setup
 	# Every benchmark runs; those that miss a DESIGN.md budget exit non-zero and are listed.

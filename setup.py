@@ -9,13 +9,16 @@ PACKAGE = "depth_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # training/ is installed too, so that `python training/train.py` (and evaluate, export,
+    # pseudo_label) import it as a package without editing sys.path.
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
     package_data={PACKAGE: ["weights/*.onnx", "weights/*.pt", "weights/*.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/config",
+         glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
     ],
     python_requires=">=3.10",
@@ -30,8 +33,9 @@ setup(
         "onnxruntime>=1.16",
         "PyYAML>=5.4",
         "tqdm>=4.60",
-        # kitti_to_bag and depth_ros_bag_play are console scripts of every install.
-        "rosbags>=0.10",
+        # kitti_to_bag and depth_ros_bag_play are console scripts of every install;
+        # 0.11 reads bare .mcap/.db3 files (depth_ros_bag_play).
+        "rosbags>=0.11",
     ],
     extras_require={
         "torch": ["torch>=2.1,<3"],

@@ -129,7 +129,7 @@ def drive_contact_sheet(drive_dir: str | os.PathLike, num_frames: int = 3,
 
     Panels whose files are missing (no ground truth, no ``velodyne_raw``) are left out.
     """
-    # Imported here: kitti.py builds on geometry only, and viz stays importable without it.
+    # Imported here: depth_ros.kitti builds on geometry only, and viz stays importable without it.
     from depth_ros import kitti
 
     drive = kitti.KittiDrive(drive_dir)

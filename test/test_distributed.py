@@ -20,11 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_training import write_tiny_drive
 from torch.utils.data import DistributedSampler
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # training/ runs from the repository root; it is not installed
-    sys.path.insert(0, str(REPO))
-
-from training.checkpoint import (  # noqa: E402
+from training.checkpoint import (
     find_latest_checkpoint,
     link_checkpoint,
     load_checkpoint,
@@ -32,9 +28,11 @@ from training.checkpoint import (  # noqa: E402
     save_checkpoint,
     step_checkpoint_name,
 )
-from training.config import load_config  # noqa: E402
-from training.datasets import EpochSampler  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
+from training.config import load_config
+from training.data.sampler import EpochSampler
+from training.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
 
 # Test-only wrappers around train.py, run as the worker script (never part of the product).
 DDP_WORKER = '''
@@ -42,15 +40,15 @@ import hashlib, json, os, sys
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from training import train, trainer
-from training.datasets import DepthFrames
+from training.data.sources import DepthDataset
 
 out, rank, seen = Path(sys.argv[1]), int(os.environ["RANK"]), []
-getitem = DepthFrames.__getitem__
+getitem = DepthDataset.__getitem__
 def logged_getitem(self, index):
     if self.augment is not None:  # the training set
         seen.append(index)
     return getitem(self, index)
-DepthFrames.__getitem__ = logged_getitem
+DepthDataset.__getitem__ = logged_getitem
 
 def digest(module):
     h = hashlib.sha256()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_ros.kitti import write_calib_file
-from depth_ros.readers.kitti_raw import KittiRawCalibration
+from depth_ros.kitti import KittiRawCalibration, write_calib_file
 from depth_ros.ros.extrinsics import (
     BODY_TO_OPTICAL,
     ExtrinsicsError,
@@ -66,7 +65,7 @@ def test_parameter_transform_round_trips_and_load_prefers_the_calibration(kitti_
     transform, source = load_extrinsics(matrix.ravel(), "")
     assert source == "the lidar_to_camera parameter"
     _, default_source = load_extrinsics(BODY_TO_OPTICAL.ravel(), "")
-    assert "axes only" in default_source
+    assert "axes-only default" in default_source
     velo = str(kitti_calib / "calib_velo_to_cam.txt")
     transform, source = load_extrinsics(matrix.ravel(), velo)
     np.testing.assert_array_equal(transform, transform_from_kitti(velo))

@@ -26,9 +26,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
 from depth_ros.inference import DepthEstimator
-from depth_ros.kitti import KittiDrive, read_velodyne_bin
+from depth_ros.kitti import KittiDrive, KittiRawCalibration, read_velodyne_bin
 from depth_ros.models import ModelMetadata, create_model
-from depth_ros.readers.kitti_raw import KittiRawCalibration
 from depth_ros.ros.conversions import camera_to_camera_info, image_to_numpy, numpy_to_image
 from depth_ros.ros.launching import find_config, node_command
 from depth_ros.ros.qos import latched_qos
@@ -261,7 +260,8 @@ class TestOneNodeForSeveralChecks:
             stamps.append(stamp)
             rig.send(0, stamp, cloud_stamp=stamp + 2_000_000_000)  # LiDAR 2 s off
             rig.listener.spin_until(lambda: False, 0.2)
-        rig.stamp(3.0)  # past the off clouds, so the next pairs are in order
+        # past the off clouds and within sync_max_gap_s of them (on the LiDAR's time line)
+        rig.stamp(2.5)
         rig.serve(1)  # the next good pair is served
         values = rig.diagnostics()
         # each image is given up when the next (2 s later) cloud arrives, each cloud when the
@@ -286,7 +286,8 @@ class TestOneNodeForSeveralChecks:
         all_nan = cloud_message({k: np.full(100, np.nan, np.float32) for k in "xyz"}, header)
         short = cloud_message({k: xyz[:, i].copy() for i, k in enumerate("xyz")}, header)
         short.data = bytes(short.data)[:-7]
-        assert rig.listener.spin_until(lambda: "dropping image stamped" in log.read_text(), 10)
+        assert rig.listener.spin_until(
+            lambda: "behind the previous image: held aside" in log.read_text(), 10)
         # one at a time: the node keeps only the newest input of a topic
         for cloud, words in [(no_xyz, "PointCloud2 has no field(s) ['x', 'y', 'z']"),
                              (empty, "no finite x/y/z point in it (0x1 points)"),
@@ -304,6 +305,26 @@ class TestOneNodeForSeveralChecks:
         assert int(values["bad input: empty_cloud"]) >= 2
         assert int(values["bad input: out_of_order_image"]) >= 1
         assert fusion_node["proc"].poll() is None
+
+    def test_a_stray_future_cloud_costs_at_most_its_own_frame(self, fusion_node):
+        """A 10 Hz stream (stamps 0.1 s apart) where one frame's cloud is stamped 4.9 s in
+        the future. It used to become the LiDAR's newest stamp, every later cloud was out of
+        order until the stream caught up: 48 frames lost. Now it is held aside."""
+        rig: Rig = fusion_node["rig"]
+        log: Path = fusion_node["log"]
+        assert "extrinsics from KITTI calibration" in log.read_text()
+        rig.serve(0)  # the link is up and the time lines are set
+        stray, replies = 4, []
+        for k in range(16):  # each frame sent once, after the previous one was answered
+            stamp = rig.stamp()
+            rig.send(k % len(rig.drive), stamp,
+                     cloud_stamp=stamp + 4_900_000_000 if k == stray else None)
+            replies.append(rig.listener.spin_until(
+                lambda s=stamp: rig.listener.stamped("depth", s), 10.0))
+        lost = [k for k, replied in enumerate(replies) if not replied]
+        assert lost in ([], [stray]), lost
+        assert rig.listener.spin_until(
+            lambda: "5.000 s ahead of the previous cloud: held aside" in log.read_text(), 5)
 
 
 def test_relative_model_is_relative_without_lidar_and_metric_with_it(drive, tmp_path):
@@ -379,6 +400,7 @@ def test_relative_model_is_relative_without_lidar_and_metric_with_it(drive, tmp_
 @pytest.mark.parametrize("params, words", [
     ({"lidar_to_camera": "[1.0, 0.0, 0.0]"}, "16 numbers"),
     ({"calibration_path": "/nonexistent/calib_velo_to_cam.txt"}, "not found"),
+    ({"sync_max_gap_s": 0.01}, "sync_max_gap_s=0.01: max_gap_s must be > slop_s (0.05)"),
 ])
 def test_bad_extrinsics_or_settings_exit_with_one_line(params, words):
     cmd = node_command("fusion_depth_node", find_config("fusion_depth.yaml"),

@@ -12,28 +12,21 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_training import write_tiny_drive
 
 from depth_ros.geometry import resize_sparse_depth
 from depth_ros.inference import DepthEstimator
 from depth_ros.kitti import KittiDrive, frame_name, read_depth_png, write_depth_png
 from depth_ros.models import ModelMetadata, create_model
+from training.checkpoint import save_checkpoint
+from training.config import AugmentConfig, ConfigError, load_config
+from training.data.drives import FrameArrays, load_frames
+from training.data.sources import DepthDataset
+from training.data.transforms import TensorAugment, augment_lidar
+from training.inputs import network_inputs, split_batch
+from training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # training/ runs from the repository root; it is not installed
-    sys.path.insert(0, str(REPO))
-
-from test_training import write_tiny_drive  # noqa: E402
-
-from training.checkpoint import save_checkpoint  # noqa: E402
-from training.config import AugmentConfig, ConfigError, load_config  # noqa: E402
-from training.datasets import (  # noqa: E402
-    DepthFrames,
-    FrameArrays,
-    augment_lidar,
-    load_frames,
-)
-from training.inputs import network_inputs, split_batch  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
 
 TINY_FUSION = {"image_widths": [8, 8, 8, 16, 16], "image_depths": [1, 1, 1, 1],
                "lidar_widths": [4, 4, 4, 8, 8], "nconv_channels": 2, "num_heads": 1,
@@ -109,21 +102,23 @@ def _frames(focal: float) -> FrameArrays:
     sparse[0, 2, 1], sparse[0, 3, 4] = 8.0, 12.0
     return FrameArrays(rgb=rng.integers(0, 256, (1, 4, 6, 3), dtype=np.uint8),
                        depth=np.arange(24, dtype=np.float32).reshape(1, 4, 6) + 1,
-                       focal_px=np.array([focal]), sparse=sparse)
+                       K=np.diag([focal, focal, 1.0])[None], sparse=sparse)
 
 
 def test_lidar_is_rescaled_and_flipped_with_the_ground_truth() -> None:
     still = AugmentConfig(hflip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
-    image, depth, sparse = DepthFrames(_frames(100.0), 250.0, still)[0]
+    image, depth, sparse = DepthDataset(_frames(100.0), 250.0, lidar=True,
+                                        augment=TensorAugment(still, photometric=True))[0]
     assert float(sparse[0, 2, 1]) == pytest.approx(20.0) and float(sparse[0, 3, 4]) == 30.0
     assert float(depth[0, 0, 0]) == pytest.approx(2.5)
     flip = AugmentConfig(hflip_prob=1.0, brightness=0.0, contrast=0.0, saturation=0.0)
-    f_image, f_depth, f_sparse = DepthFrames(_frames(100.0), 250.0, flip)[0]
+    f_image, f_depth, f_sparse = DepthDataset(_frames(100.0), 250.0, lidar=True,
+                                              augment=TensorAugment(flip, photometric=True))[0]
     assert torch.allclose(f_image, image.flip(-1), atol=1e-6)
     assert torch.equal(f_depth, depth.flip(-1)) and torch.equal(f_sparse, sparse.flip(-1))
     assert float(f_sparse[0, 2, 4]) == pytest.approx(20.0)
     # Validation: no augmentation, the same rescaling.
-    _, _, val_sparse = DepthFrames(_frames(100.0), 250.0, None)[0]
+    _, _, val_sparse = DepthDataset(_frames(100.0), 250.0, lidar=True)[0]
     assert torch.equal(val_sparse, sparse)
 
 

@@ -11,9 +11,9 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from depth_ros.bags import kitti_to_bag, messages, topics
-from depth_ros.bags.drive_source import DriveSource, read_timestamps_ns
+from depth_ros.bags.drive_source import DriveSource
 from depth_ros.bags.kitti_to_bag import ConversionOptions, convert_drive
-from depth_ros.kitti import KittiFormatError, read_depth_png, read_rgb_png
+from depth_ros.kitti import KittiFormatError, read_depth_png, read_rgb_png, read_timestamps_ns
 from depth_ros.synthetic import plan_drive, rig, write_synthetic_drive
 from depth_ros.synthetic.drive import CAMERA_INDEX
 
@@ -253,12 +253,57 @@ def _bad_calibration(d: Path) -> None:
                             if not line.startswith("P_rect_03")))
 
 
+def _calib_copies(d: Path, name: str) -> list[Path]:
+    """Every copy of a calibration file the drive could use (in it, and in its parent)."""
+    copies = [folder / name for folder in (d, d.parent) if (folder / name).is_file()]
+    assert copies, name
+    return copies
+
+
+def _remove_calib(name: str):
+    def damage(d: Path) -> None:
+        for path in _calib_copies(d, name):
+            path.unlink()
+    return damage
+
+
+def _non_finite(name: str, key: str, value: str):
+    """Replace the first number of ``key`` in calibration file ``name`` by ``value``."""
+    def damage(d: Path) -> None:
+        for path in _calib_copies(d, name):
+            _replace_first(path, key, value)
+    return damage
+
+
+def _replace_first(path: Path, key: str, value: str) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith(f"{key}:"):
+            numbers = line.split(":", 1)[1].split()
+            lines[i] = f"{key}: {' '.join([value, *numbers[1:]])}\n"
+            break
+    else:
+        raise AssertionError(f"{key} not in {path}")
+    path.write_text("".join(lines))
+
+
 @pytest.mark.parametrize("damage, names", [
     (_remove_velodyne_frame, ["velodyne_points/data", "0000000002"]),
     (_truncate_scan, ["0000000001.bin", "truncated"]),
     (_extra_timestamp, ["image_03/timestamps.txt", "5 lines for 4 frames"]),
     (_remove_frame_everywhere, ["image_02/data", "frame 0000000001 is missing"]),
     (_bad_calibration, ["calib_cam_to_cam.txt", "P_rect_03"]),
+    (_remove_calib("calib_velo_to_cam.txt"),
+     ["calib_velo_to_cam.txt", "not found", "the LiDAR and the OXTS /tf", "--no-lidar"]),
+    (_remove_calib("calib_imu_to_velo.txt"), ["calib_imu_to_velo.txt", "the OXTS /tf"]),
+    (_non_finite("calib_velo_to_cam.txt", "T", "nan"),
+     ["calib_velo_to_cam.txt", "T holds a non-finite number (nan "]),
+    (_non_finite("calib_imu_to_velo.txt", "R", "inf"),
+     ["calib_imu_to_velo.txt", "R holds a non-finite number (inf "]),
+    (_non_finite("calib_cam_to_cam.txt", "P_rect_02", "NaN"),
+     ["calib_cam_to_cam.txt", "P_rect_02 holds a non-finite number"]),
+    (_non_finite("calib_cam_to_cam.txt", "D_00", "nan"),  # unused by the bag, still refused
+     ["calib_cam_to_cam.txt", "D_00"]),
 ])
 def test_bad_drives_fail_before_writing_with_one_line(drive, tmp_path, capsys, damage, names):
     broken = _broken_copy(drive, tmp_path)
@@ -270,6 +315,28 @@ def test_bad_drives_fail_before_writing_with_one_line(drive, tmp_path, capsys, d
     for name in names:
         assert name in err, err
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_camera_only_bag_needs_no_lidar_calibration(drive, tmp_path):
+    broken = _broken_copy(drive, tmp_path)
+    _remove_calib("calib_velo_to_cam.txt")(broken)
+    _remove_calib("calib_imu_to_velo.txt")(broken)
+    # Neither the LiDAR nor OXTS goes into the bag: the missing links are not needed.
+    out = tmp_path / "cameras_only"
+    result = convert_drive(broken, out, ConversionOptions(lidar=False, oxts=False,
+                                                          progress=False))
+    assert result.frames == FRAMES
+    bag = _read_bag(out)
+    assert NAMES.pointcloud not in bag and topics.TF_TOPIC not in bag
+    (_, tf_static), = bag[topics.TF_STATIC_TOPIC]
+    assert {(t.header.frame_id, t.child_frame_id) for t in tf_static.transforms} == {
+        ("camera_00_optical_frame", "camera_02_optical_frame"),
+        ("camera_00_optical_frame", "camera_03_optical_frame")}
+    # With the LiDAR asked for, the same drive is refused before anything is written.
+    with pytest.raises(KittiFormatError, match=r"calib_velo_to_cam\.txt"):
+        convert_drive(broken, tmp_path / "with_lidar", ConversionOptions(oxts=False,
+                                                                         progress=False))
+    assert not (tmp_path / "with_lidar").exists()
 
 
 def test_failure_mid_conversion_leaves_no_bag_and_keeps_the_old_one(drive, tmp_path):

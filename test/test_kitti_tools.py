@@ -13,7 +13,7 @@ import pykitti  # a test requirement (requirements/ci.txt): no skip, CI must hav
 import pytest
 
 from depth_ros import kitti
-from depth_ros.readers import RawDrive
+from depth_ros.kitti import RawDrive
 from depth_ros.synthetic import write_synthetic_drive
 
 DATE, DRIVE, FRAMES = "2011_09_26", 7, 3

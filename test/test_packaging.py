@@ -68,3 +68,11 @@ def test_colcon_build_installs_executables_launch_and_config(tmp_path):
         text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().startswith(str(site))
+    # The training scripts run as documented from a checkout, importing the installed
+    # `training` package (no sys.path edits in them).
+    assert (site / "training/data/sources.py").is_file()
+    for script in ("train", "evaluate", "export", "pseudo_label"):
+        run = subprocess.run([sys.executable, f"training/{script}.py", "--help"], cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0 and "usage:" in run.stdout, (script, run.stderr)

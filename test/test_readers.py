@@ -11,25 +11,28 @@ import pytest
 import torch
 
 from depth_ros import kitti
-from depth_ros.readers import (
-    NYU_CAMERA,
-    KittiCompletionSplit,
-    KittiEigenSplit,
+from depth_ros.kitti import (
     KittiRawCalibration,
-    KittiRawFrames,
-    KittiValSelection,
-    NyuFormatError,
-    NyuLabeled,
-    NyuSync,
     RawDrive,
-    read_nyu_depth_png,
     read_oxts,
     read_oxts_dir,
     read_rigid_transform,
     read_split_file,
     velo_to_image_projection,
 )
-from training import datasets, transforms
+from depth_ros.readers import (
+    NYU_CAMERA,
+    KittiCompletionSplit,
+    KittiEigenSplit,
+    KittiRawFrames,
+    KittiValSelection,
+    NyuFormatError,
+    NyuLabeled,
+    NyuSync,
+    read_nyu_depth_png,
+)
+from training.data import transforms
+from training.data.sources import DepthDataset
 
 DATE = "2011_09_26"
 DRIVE = f"{DATE}_drive_0002_sync"
@@ -487,42 +490,38 @@ def test_data_engine_drive_reads_back(tmp_path):
 
 def _eigen(tmp_path: Path):
     split, raw, depth_root = write_eigen_split(tmp_path, unlabelled=False)
-    return datasets.kitti_eigen_dataset(split, raw, depth_root), (2, 3, 12.5), (3, 5, 5.0)
+    return KittiEigenSplit(split, raw, depth_root), (2, 3, 12.5), (3, 5, 5.0)
 
 
 def _completion(tmp_path: Path):
     split, raw = write_completion_split(tmp_path)
-    return datasets.kitti_completion_dataset(split, raw), (0, 0, 20.0), (1, 0, 7.0)
+    return KittiCompletionSplit(split, raw), (0, 0, 20.0), (1, 0, 7.0)
 
 
 def _nyu_mat(tmp_path: Path):
     _, depth = write_nyu_mat(tmp_path / "nyu_depth_v2_labeled.mat")
-    return (datasets.nyu_dataset(tmp_path / "nyu_depth_v2_labeled.mat"),
-            (2, 5, float(depth[0, 2, 5])), None)
+    return NyuLabeled(tmp_path / "nyu_depth_v2_labeled.mat"), (2, 5, float(depth[0, 2, 5])), None
 
 
 @pytest.mark.parametrize("make", [_eigen, _completion, _nyu_mat],
                          ids=["kitti_eigen", "kitti_completion", "nyu_labeled"])
-def test_training_datasets_serve_every_reader(tmp_path, make):
-    """Each dataset yields image, depth, sparse depth, masks and K, with the fixture's known
-    values where they were written, and a flip moves them (and cx) together."""
-    dataset, (gv, gu, gd), sparse = make(tmp_path)
-    item = dataset[0]
-    assert item["image"].shape == (3, 6, 8) and item["image"].dtype == torch.float32
-    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
-    for key in ("depth", "sparse_depth", "depth_mask", "sparse_mask"):
-        assert item[key].shape == (1, 6, 8)
-    assert float(item["depth"][0, gv, gu]) == pytest.approx(gd, abs=1 / 256)
-    assert bool(item["depth_mask"][0, gv, gu])
-    assert torch.equal(item["depth_mask"], item["depth"] > 0)
+def test_training_dataset_serves_every_reader(tmp_path, make):
+    """The training dataset yields image, depth and sparse depth with the fixture's known
+    values where they were written (at the frame's own focal: no rescaling), and a flip
+    moves them together."""
+    reader, (gv, gu, gd), sparse = make(tmp_path)
+    focal = float(reader.frame(0).K[0, 0])
+    image, depth, lidar = DepthDataset(reader, focal, lidar=True)[0]
+    assert image.shape == (3, 6, 8) and image.dtype == torch.float32
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert depth.shape == lidar.shape == (1, 6, 8)
+    assert float(depth[0, gv, gu]) == pytest.approx(gd, abs=1 / 256)
     if sparse is None:
-        assert not bool(item["sparse_mask"].any())
+        assert not bool((lidar > 0).any())
     else:
         sv, su, sd = sparse
-        assert float(item["sparse_depth"][0, sv, su]) == pytest.approx(sd, abs=1 / 256)
-        assert torch.equal(item["sparse_mask"], item["sparse_depth"] > 0)
-    flipped_set = type(dataset)(dataset.reader, transforms.RandomHorizontalFlip(prob=1.0))
-    flipped = flipped_set[0]
-    assert float(flipped["depth"][0, gv, 7 - gu]) == pytest.approx(gd, abs=1 / 256)
-    cx = float(item["K"][0, 2])
-    assert float(flipped["K"][0, 2]) == pytest.approx(8 - 1 - cx)
+        assert float(lidar[0, sv, su]) == pytest.approx(sd, abs=1 / 256)
+    flip = transforms.RandomHorizontalFlip(prob=1.0)
+    f_image, f_depth, f_lidar = DepthDataset(reader, focal, flip, lidar=True)[0]
+    assert float(f_depth[0, gv, 7 - gu]) == pytest.approx(gd, abs=1 / 256)
+    assert torch.equal(f_image, image.flip(-1)) and torch.equal(f_lidar, lidar.flip(-1))

@@ -14,21 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # training/ runs from the repository root; it is not installed
-    sys.path.insert(0, str(REPO))
-
-from test_readers import (  # noqa: E402
+from test_readers import (
     write_completion_split,
     write_eigen_split,
     write_nyu_mat,
     write_nyu_sync,
 )
-from test_training import write_tiny_drive  # noqa: E402
+from test_training import write_tiny_drive
 
-from training.config import ConfigError, load_config  # noqa: E402
-from training.trainer import Trainer, build_model  # noqa: E402
+from training.config import ConfigError, load_config
+from training.trainer import Trainer, build_model
+
+REPO = Path(__file__).resolve().parents[1]
 
 RECIPES = sorted((REPO / "config" / "train").glob("*.yaml"))
 TINY_MONO = ["model.kwargs.encoder_config=small", "model.kwargs.width_multiplier=0.25",
@@ -137,7 +134,8 @@ def test_recipe_trains_a_few_steps(tmp_path: Path, make, kind: str, train_frames
 def test_kitti_benchmark_crop_then_resize_moves_the_focal(tmp_path: Path) -> None:
     """KITTI frames are KB-cropped then resized: the canonical focal is the raw fx scaled by
     input width / 1216, and the ground truth keeps its metres at that focal."""
-    from training.real_data import ReaderFrames, build_transform
+    from training.data.benchmarks import build_transform
+    from training.data.sources import DepthDataset
 
     config = load_config(REPO / "config" / "train" / "kitti_eigen.yaml",
                          ["data.crop=resize", "data.input_height=64", "data.input_width=224"])
@@ -162,7 +160,7 @@ def test_kitti_benchmark_crop_then_resize_moves_the_focal(tmp_path: Path) -> Non
                               sample["depth"], None)
 
     focal = 721.5377 * 224 / 1216
-    _, depth = ReaderFrames(OneFrame(), transform, canonical_focal_px=2 * focal)[0]
+    _, depth = DepthDataset(OneFrame(), canonical_focal_px=2 * focal, transform=transform)[0]
     assert float(depth.max()) == pytest.approx(20.0)
 
 

@@ -26,6 +26,7 @@ from depth_ros.synthetic import (
     render_frame,
     write_synthetic_drive,
 )
+from depth_ros.synthetic.procedural import generate_street
 from depth_ros.synthetic.render import cast_rays
 
 SMALL = KITTI_CAMERA.resized(320, 96)
@@ -124,8 +125,8 @@ def test_backprojected_hits_lie_on_the_surfaces(yaw, pitch, roll):
 
 
 def test_generated_street_does_not_depend_on_its_extent():
-    short = StreetScene.generate(11, x_min_m=-40, x_max_m=150, ego_lane_clear_until_m=60)
-    long = StreetScene.generate(11, x_min_m=-40, x_max_m=700, ego_lane_clear_until_m=60)
+    short = generate_street(11, x_min_m=-40, x_max_m=150, ego_lane_clear_until_m=60)
+    long = generate_street(11, x_min_m=-40, x_max_m=700, ego_lane_clear_until_m=60)
     keep = long.box_max[:, 0] <= 120
     in_short = short.box_max[:, 0] <= 120
     np.testing.assert_array_equal(long.box_min[keep], short.box_min[in_short])

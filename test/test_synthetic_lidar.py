@@ -14,6 +14,7 @@ import pytest
 
 from depth_ros import kitti, viz
 from depth_ros.geometry import project_points, project_velodyne
+from depth_ros.kitti import oxts as oxts_format
 from depth_ros.synthetic import (
     KITTI_CAMERA,
     CameraPose,
@@ -26,7 +27,6 @@ from depth_ros.synthetic import (
     rig,
     write_synthetic_drive,
 )
-from depth_ros.synthetic import oxts as oxts_format
 from depth_ros.synthetic.lidar import LidarModel, cast_lidar, hdl64_elevations_deg
 
 LEVEL = CameraPose.from_euler((0.0, 0.0, 1.65))

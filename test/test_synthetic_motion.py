@@ -11,7 +11,7 @@ import pytest
 
 from depth_ros import kitti
 from depth_ros.geometry import backproject_depth, project_velodyne
-from depth_ros.readers.kitti_raw import KittiRawCalibration
+from depth_ros.kitti import KittiRawCalibration
 from depth_ros.synthetic import (
     FRAME_PERIOD_S,
     KITTI_CAMERA,

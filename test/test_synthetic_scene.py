@@ -15,7 +15,7 @@ from depth_ros.synthetic import (
     materials,
     render_frame,
 )
-from depth_ros.synthetic.procedural import _building_line_m
+from depth_ros.synthetic.procedural import _building_line_m, generate_street
 from depth_ros.synthetic.render import world_ray_directions
 
 SEEDS = range(6)
@@ -40,7 +40,7 @@ class _Boxes:
 
 
 def _street(seed: int) -> StreetScene:
-    return StreetScene.generate(seed, x_min_m=-40.0, x_max_m=400.0)
+    return generate_street(seed, x_min_m=-40.0, x_max_m=400.0)
 
 
 def _kind(scene: StreetScene, kind: BoxKind) -> np.ndarray:

@@ -45,7 +45,6 @@ from depth_ros.inference.tensorrt import (
     TensorRTUnavailable,
     keep_in_fp32,
     make_entropy_calibrator,
-    profile_covering,
     require_tensorrt,
 )
 from depth_ros.inference.trt_ops import TENSORRT_ONNX_OPS, unsupported_onnx_ops
@@ -207,14 +206,13 @@ def test_profile_from_explicit_sizes() -> None:
     assert PROFILE.input_names == ["image", "sparse_depth"]
 
 
-def test_profile_defaults_are_half_and_twice_rounded_to_the_stride() -> None:
+def test_profile_defaults_to_the_optimal_size_alone() -> None:
     profile = profile_for_sizes(32, (352, 1216))
     assert profile.input_names == ["image"]
     item = profile["image"]
-    assert item.min == (1, 3, 192, 608) and item.max == (1, 3, 704, 2432)
-    assert all(v % 32 == 0 for shape in (item.min, item.opt, item.max) for v in shape[2:])
-    tiny = profile_for_sizes(14, (28, 42))["image"]
-    assert tiny.min == (1, 3, 14, 28) and tiny.max == (1, 3, 56, 84)
+    assert item.min == item.opt == item.max == (1, 3, 352, 1216)
+    tiny = profile_for_sizes(14, (28, 42), max_size=(56, 84))["image"]
+    assert tiny.min == (1, 3, 28, 42) and tiny.max == (1, 3, 56, 84)
 
 
 @pytest.mark.parametrize(("opt", "low", "high", "message"), [
@@ -236,38 +234,6 @@ def test_profile_check_names_the_shape_outside_it() -> None:
     with pytest.raises(ValueError, match="outside"):
         PROFILE.check({"image": (2, 3, 352, 1216)})
     assert isinstance(PROFILE, OptimizationProfile)
-
-
-def test_profile_covering_keeps_a_profile_that_fits() -> None:
-    assert profile_covering(PROFILE, {"image": (1, 3, 192, 640),
-                                      "sparse_depth": (1, 1, 192, 640)}, 32) is None
-    assert profile_covering(PROFILE, {"image": (1, 3, 384, 1280)}, 32) is None
-
-
-@pytest.mark.parametrize(("shape", "opt", "low", "high", "batch"), [
-    # Taller than the profile: a new one centred on the new size (half to twice).
-    ((1, 3, 416, 1216), (416, 1216), (224, 608), (832, 2432), (1, 1, 1)),
-    # Smaller (Depth Anything V2's per-frame sizes vary with the aspect ratio, stride 14).
-    ((1, 3, 96, 320), (96, 320), (64, 160), (192, 640), (1, 1, 1)),
-    # A larger batch: the batch range grows with it.
-    ((2, 3, 352, 1216), (352, 1216), (192, 608), (704, 2432), (1, 2, 2)),
-])
-def test_profile_covering_centres_a_new_profile_on_the_input(shape: tuple, opt: tuple,
-                                                             low: tuple, high: tuple,
-                                                             batch: tuple) -> None:
-    shapes = {"image": shape, "sparse_depth": (shape[0], 1, *shape[2:])}
-    wider = profile_covering(PROFILE, shapes, 32)
-    assert wider is not None and wider.input_names == ["image", "sparse_depth"]
-    item = wider["image"]
-    assert (item.min, item.opt, item.max) == ((batch[0], 3, *low), (batch[1], 3, *opt),
-                                              (batch[2], 3, *high))
-    assert wider["sparse_depth"].opt == (batch[1], 1, *opt)
-    wider.check(shapes)  # the new engine takes the input that asked for it
-
-
-def test_profile_covering_rejects_sizes_off_the_stride() -> None:
-    with pytest.raises(ValueError, match="multiples of the model's stride 32"):
-        profile_covering(PROFILE, {"image": (1, 3, 400, 1216)}, 32)
 
 
 @pytest.mark.parametrize(("layer_type", "name", "fp32"), [
@@ -367,7 +333,7 @@ def _fake_tensorrt(version: str = "10.3.0", builder_error: bool = True) -> types
 
 @pytest.mark.parametrize(("setup", "message"), [
     ("no_package", "the tensorrt Python package is not installed"),
-    ("old_version", "TensorRT 10 is needed, found 8.6.1"),
+    ("old_version", "TensorRT 8.6.1 is too old: depth_ros needs TensorRT 10.x"),
     ("no_cuda", "no CUDA device: torch.cuda.is_available() is False"),
     ("builder_fails", "trt.Builder failed: pybind11::init(): factory function returned"),
 ])
@@ -496,8 +462,10 @@ def test_export_without_tensorrt_fails_in_one_line_after_writing_the_onnx(
     assert result.returncode == 3, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("export.py:")]
     assert len(errors) == 1, result.stderr[-2000:]
-    assert errors[0].startswith("export.py: error: TensorRT engine build needs the tensorrt "
-                                "package and a CUDA device: ")
+    assert errors[0].startswith("export.py: error: cannot build a TensorRT engine here: the "
+                                "tensorrt Python package is not installed: tensorrt not "
+                                "importable in this interpreter (")
+    assert "--system-site-packages" in errors[0]
     assert output.is_file() and onnx.load(os.fspath(output)).graph.input[0].name == "image"
     assert "every operator of the graph is supported" in result.stdout
     assert not (tmp_path / "engines").exists()
@@ -536,17 +504,20 @@ def test_engine_matches_onnxruntime(exported_models: dict[str, Path], tmp_path: 
     helper.set_model_props(proto, meta.to_dict())
     path = tmp_path / f"{name}.onnx"
     onnx.save(proto, os.fspath(path))
-    backend = TensorRTBackend(path, precision, cache_dir=tmp_path / "engines")
+    low, high = sizes(model)  # a range, asked for: the opt size and a larger one within it
+    backend = TensorRTBackend(path, precision, cache_dir=tmp_path / "engines",
+                              min_size=low, max_size=high)
     assert backend.built
     session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-    for height, width in sizes(model):  # the profile's opt size, and another within it
+    for height, width in (low, high):
         inputs = [t.numpy() for t in make_inputs(model, height, width, batch=1, seed=9)]
         names = ["image", "sparse_depth"][:len(inputs)]
         expected = session.run(None, dict(zip(names, inputs, strict=True)))[0]
         got = backend.run(*inputs)
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() <= tolerance * np.abs(expected).max()
-    again = TensorRTBackend(path, precision, cache_dir=tmp_path / "engines")
+    again = TensorRTBackend(path, precision, cache_dir=tmp_path / "engines",
+                            input_size=high)  # one size inside the cached range
     assert not again.built and again.engine_path == backend.engine_path
 
 
@@ -584,7 +555,8 @@ def test_estimator_builds_the_engine_on_first_use_and_then_reuses_it(
     with caplog.at_level(logging.INFO, logger="depth_ros.inference"):
         estimator = DepthEstimator(DEFAULT_MONO_MODEL, backend="tensorrt", engine_cache=cache)
     assert estimator.backend_name == "tensorrt[cuda:0,fp16]"
-    assert "building a TensorRT fp16 engine from" in caplog.text
+    assert "no cached TensorRT fp16 engine of" in caplog.text
+    assert "building one now, expect minutes" in caplog.text
     assert re.search(r"TensorRT fp16 engine built in \d+\.\d s", caplog.text)
     assert len(list(cache.glob("*.plan"))) == 1
     rgb = np.random.default_rng(0).integers(0, 256, (375, 1242, 3), dtype=np.uint8)
@@ -602,8 +574,8 @@ def test_estimator_builds_the_engine_on_first_use_and_then_reuses_it(
 
 @pytest.mark.gpu
 @needs_gpu
-def test_input_size_outside_the_profile_switches_to_an_engine_for_it(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_input_size_outside_the_profile_is_refused_without_a_rebuild(
+        tmp_path: Path) -> None:
     import onnxruntime as ort
 
     from depth_ros.inference import DepthEstimator
@@ -614,22 +586,22 @@ def test_input_size_outside_the_profile_switches_to_an_engine_for_it(
     backend = TensorRTBackend(DEFAULT_MONO_MODEL, "fp32", input_size=(128, 416),
                               cache_dir=cache)
     first = backend.engine_path
-    assert backend.profile["image"].max == (1, 3, 256, 832)
+    assert backend.profile["image"].min == backend.profile["image"].max == (1, 3, 128, 416)
     image = np.random.default_rng(1).random((1, 3, 352, 1216), dtype=np.float32)
-    with caplog.at_level(logging.INFO, logger="depth_ros.inference"):
-        out = backend.run(image)  # 352 > 256: outside the first engine's profile
-    assert "outside the TensorRT engine's profile" in caplog.text
-    assert backend.engine_path != first and backend.profile["image"].opt == (1, 3, 352, 1216)
+    with pytest.raises(ValueError, match="outside the TensorRT engine's profile"):
+        backend.run(image)  # 352x1216: not the engine's size, and nothing is rebuilt
+    assert backend.engine_path == first and len(list(cache.glob("*.plan"))) == 1
+    # A range, asked for, takes both sizes; the estimator at 128x416 then loads it.
+    wide = TensorRTBackend(DEFAULT_MONO_MODEL, "fp32", input_size=(352, 1216),
+                           min_size=(128, 416), max_size=(352, 1216), cache_dir=cache)
     session = ort.InferenceSession(os.fspath(DEFAULT_MONO_MODEL),
                                    providers=["CPUExecutionProvider"])
     expected = session.run(None, {"image": image})[0]
+    out = wide.run(image)
     assert out.shape == expected.shape == (1, 1, 352, 1216)
     assert np.abs(out - expected).max() <= 1e-3 * np.abs(expected).max()
-    strict = TensorRTBackend(DEFAULT_MONO_MODEL, "fp32", input_size=(128, 416),
-                             cache_dir=cache, rebuild_outside_profile=False)
-    with pytest.raises(ValueError, match="outside the engine's profile"):
-        strict.run(image)
-    # An estimator at KITTI size gets an engine centred on it from the start.
+    first.unlink()  # only the range engine is left: it covers 128x416
     estimator = DepthEstimator(DEFAULT_MONO_MODEL, backend="tensorrt", precision="fp32",
-                               input_size=(352, 1216), engine_cache=cache)
-    assert estimator._backend.profile["image"].opt == (1, 3, 352, 1216)
+                               input_size=(128, 416), engine_cache=cache)
+    assert estimator._backend.engine_path == wide.engine_path
+    assert not estimator._backend.built

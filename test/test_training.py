@@ -23,29 +23,23 @@ from depth_ros.kitti import (
     write_timestamps,
 )
 from depth_ros.models import create_model
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # training/ runs from the repository root; it is not installed
-    sys.path.insert(0, str(REPO))
-
-from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from training.config import (  # noqa: E402
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import (
     AugmentConfig,
     ConfigError,
     OptimConfig,
     load_config,
     save_config,
 )
-from training.datasets import (  # noqa: E402
-    DepthFrames,
-    EpochSampler,
-    FrameArrays,
-    augment_pair,
-    load_frames,
-)
-from training.losses import SiLogLoss, silog_loss  # noqa: E402
-from training.optim import build_optimizer, lr_factor, set_lr  # noqa: E402
-from training.trainer import Trainer, TrainingDivergedError  # noqa: E402
+from training.data.drives import FrameArrays, load_frames
+from training.data.sampler import EpochSampler
+from training.data.sources import DepthDataset
+from training.data.transforms import augment_pair
+from training.losses import SiLogLoss, silog_loss
+from training.optim import build_optimizer, lr_factor, set_lr
+from training.trainer import Trainer, TrainingDivergedError
+
+REPO = Path(__file__).resolve().parents[1]
 
 KITTI = PinholeCamera(721.5377, 721.5377, 609.5593, 172.854, 1242, 375)
 LN2 = math.log(2.0)
@@ -221,8 +215,8 @@ def test_flip_moves_image_and_depth_together() -> None:
 def test_depth_is_rescaled_to_the_canonical_focal() -> None:
     frames = FrameArrays(rgb=np.zeros((2, 2, 2, 3), np.uint8),
                          depth=np.full((2, 2, 2), 10.0, np.float32),
-                         focal_px=np.array([100.0, 200.0]))
-    dataset = DepthFrames(frames, canonical_focal_px=200.0)
+                         K=np.stack([np.diag([f, f, 1.0]) for f in (100.0, 200.0)]))
+    dataset = DepthDataset(frames, canonical_focal_px=200.0)
     assert float(dataset[0][1].max()) == pytest.approx(20.0)
     assert float(dataset[1][1].max()) == pytest.approx(10.0)
 

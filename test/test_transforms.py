@@ -1,8 +1,7 @@
-"""Transforms keep K consistent with the pixels; FrameDataset serves every reader."""
+"""Transforms keep K consistent with the pixels; DepthDataset serves drives read or held."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +11,10 @@ from torch.utils.data import DataLoader
 
 from depth_ros import kitti
 from depth_ros.geometry import PinholeCamera
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # training/ runs from the repository root; it is not installed
-    sys.path.insert(0, str(REPO))
-
-from training import transforms as tr  # noqa: E402
-from training.datasets import engine_drive_dataset  # noqa: E402
+from depth_ros.readers import KittiRawFrames
+from training.data import transforms as tr
+from training.data.drives import load_frames
+from training.data.sources import DepthDataset
 
 KITTI = PinholeCamera(721.5377, 721.5377, 609.5593, 172.854, 1242, 375)
 
@@ -150,18 +146,6 @@ def test_resize_keeps_every_lidar_point_and_the_nearest():
     assert np.count_nonzero(up) == 4  # one pixel per point, not smeared
 
 
-def test_random_scale_is_seeded():
-    sample = make_sample(20, 30)
-    torch.manual_seed(3)
-    first = tr.RandomScale(1.0, 1.5)(sample)
-    torch.manual_seed(3)
-    second = tr.RandomScale(1.0, 1.5)(sample)
-    np.testing.assert_array_equal(first["K"], second["K"])
-    assert 20 <= first["rgb"].shape[0] <= 30 and first["K"][0, 0] >= sample["K"][0, 0]
-    with pytest.raises(ValueError, match="0 < low <= high"):
-        tr.RandomScale(1.5, 1.0)
-
-
 @pytest.mark.parametrize("transform", [tr.ColorJitter(0.4, 0.4, 0.4), tr.GaussianBlur(prob=1.0)])
 def test_photometric_transforms_touch_only_the_image(transform):
     torch.manual_seed(0)
@@ -215,27 +199,36 @@ def write_engine_drive(root: Path, velodyne: bool) -> Path:
 
 
 @pytest.mark.parametrize("velodyne", [False, True])
-def test_engine_drive_dataset(tmp_path, velodyne):
+def test_depth_dataset_serves_a_drive_read_or_held_in_memory(tmp_path, velodyne):
+    """Frame by frame through its reader or decoded once into memory, a drive gives the same
+    items; depth and LiDAR are rescaled from the drive's fx = 10 to the canonical 20."""
     write_engine_drive(tmp_path, velodyne)
-    dataset = engine_drive_dataset(tmp_path)
-    assert len(dataset) == 3
-    item = dataset[1]
-    assert item["image"].shape == (3, 6, 8)
-    assert item["image"][0, 0, 0].item() == pytest.approx(0.2)
-    assert item["depth"][0, 0, 0].item() == 11.0 and bool(item["depth_mask"].all())
-    np.testing.assert_allclose(item["K"].numpy(), [[10, 0, 4], [0, 10, 3], [0, 0, 1]])
+    drives = kitti.find_drives(tmp_path)
+    read = DepthDataset(KittiRawFrames(drives), canonical_focal_px=20.0, lidar=True)
+    held = DepthDataset(load_frames(drives, height=6, width=8, sparse=velodyne), 20.0,
+                        lidar=velodyne)
+    assert len(read) == len(held) == 3
+    image, depth, sparse = read[1]
+    assert image.shape == (3, 6, 8) and image[0, 0, 0].item() == pytest.approx(0.2)
+    assert depth.shape == (1, 6, 8) and bool((depth == 22.0).all())
     if velodyne:
-        assert int(item["sparse_mask"].sum()) == 1
-        assert item["sparse_depth"][0, 3, 5].item() == pytest.approx(5.0, abs=1e-5)
+        assert int((sparse > 0).sum()) == 1
+        assert sparse[0, 3, 5].item() == pytest.approx(10.0, abs=1e-4)
     else:  # no LiDAR yet: zeros, not an error
-        assert not bool(item["sparse_mask"].any()) and float(item["sparse_depth"].sum()) == 0.0
+        assert float(sparse.abs().sum()) == 0.0
+    held_item = held[1]
+    assert torch.equal(held_item[0], image) and torch.equal(held_item[1], depth)
+    if velodyne:
+        torch.testing.assert_close(held_item[2], sparse)
 
 
 def test_dataset_with_transforms_batches(tmp_path):
     write_engine_drive(tmp_path, velodyne=True)
     torch.manual_seed(0)
     transform = tr.Compose([tr.RandomCrop(4, 6), tr.RandomHorizontalFlip(), tr.ColorJitter()])
-    batch = next(iter(DataLoader(engine_drive_dataset(tmp_path, transform=transform),
-                                 batch_size=3)))
-    assert batch["image"].shape == (3, 3, 4, 6) and batch["K"].shape == (3, 3, 3)
-    assert batch["depth"].shape == (3, 1, 4, 6)
+    dataset = DepthDataset(KittiRawFrames(kitti.find_drives(tmp_path)), 10.0, transform,
+                           lidar=True)
+    image, depth, sparse = next(iter(DataLoader(dataset, batch_size=3)))
+    assert image.shape == (3, 3, 4, 6) and depth.shape == sparse.shape == (3, 1, 4, 6)
+    # Each frame's constant ground truth (10, 11, 12 m at fx = 10, canonical 10) survives.
+    assert depth.flatten(1).amin(1).tolist() == depth.flatten(1).amax(1).tolist() == [10, 11, 12]

@@ -15,8 +15,6 @@ from typing import Any
 
 import yaml
 
-from training.pseudo import PseudoConfig
-
 DATASETS = ("drives", "kitti_eigen", "kitti_completion", "nyu")
 REQUIRED_DATA_KEYS = {"drives": ("root",),
                       "kitti_eigen": ("train_split", "val_split", "raw_root", "depth_root"),
@@ -98,6 +96,56 @@ class AugmentConfig:
     lidar_drop_prob: float = 0.0
     lidar_keep_min: float = 1.0
     lidar_keep_max: float = 1.0
+
+
+@dataclass
+class PseudoConfig:
+    """Training on pseudo-labelled images (``pseudo:`` in a training config).
+
+    Off unless ``enabled`` and ``dirs`` is not empty. The perturbations are applied to the
+    pseudo-labelled samples only (the labelled ones keep ``augment:``); their defaults follow
+    UniMatch / Depth Anything's strong perturbations.
+    """
+
+    dirs: list[str] = field(default_factory=list)  # pseudo_label.py output directories
+    enabled: bool = True  # false: ignore dirs
+    ratio: int = 2  # pseudo-labelled samples per labelled sample in each step (1:ratio)
+    loss_weight: float = 1.0  # total loss = labelled loss + loss_weight × pseudo loss
+    # SSI normalisation for relative labels: median (Depth Anything) | lstsq (MiDaS).
+    ssi_method: str = "median"
+    hflip_prob: float = 0.5  # left-right flip of image and label together
+    jitter_prob: float = 0.8  # probability of colour jitter (brightness/contrast/sat./hue)
+    jitter: float = 0.5  # brightness, contrast and saturation factors from [1 − x, 1 + x]
+    hue: float = 0.25  # hue rotation from [−hue, hue] of the colour circle (≤ 0.5)
+    grayscale_prob: float = 0.2  # probability of turning the image grey
+    blur_prob: float = 0.5  # probability of a Gaussian blur
+    blur_sigma_max: float = 2.0  # its sigma is drawn from [0.1, blur_sigma_max] pixels
+    cutmix_prob: float = 0.5  # probability that a sample gets a box of its partner's pixels
+    cutmix_area_min: float = 0.02  # box area as a fraction of the image, uniform in
+    cutmix_area_max: float = 0.4  # [cutmix_area_min, cutmix_area_max]
+
+    @property
+    def active(self) -> bool:
+        """Whether pseudo-labelled batches are used."""
+        return self.enabled and bool(self.dirs)
+
+    def validate(self, error: type[ValueError] = ValueError) -> None:
+        """Raise ``error`` (e.g. the trainer's ``ConfigError``) naming the first field out of
+        range."""
+        probabilities = ("hflip_prob", "jitter_prob", "grayscale_prob", "blur_prob",
+                         "cutmix_prob")
+        checks = [("ratio", self.ratio >= 1), ("loss_weight", self.loss_weight >= 0),
+                  ("ssi_method", self.ssi_method in ("median", "lstsq")),
+                  ("jitter", 0 <= self.jitter <= 1), ("hue", 0 <= self.hue <= 0.5),
+                  ("blur_sigma_max", self.blur_sigma_max >= 0.1),
+                  ("cutmix_area_min", 0 < self.cutmix_area_min <= self.cutmix_area_max),
+                  ("cutmix_area_max", self.cutmix_area_max <= 1),
+                  *((name, 0 <= getattr(self, name) <= 1) for name in probabilities)]
+        for name, ok in checks:
+            if not ok:
+                raise error(f"pseudo.{name} is out of range: {getattr(self, name)!r}")
+        if not all(isinstance(d, str) and d for d in self.dirs):
+            raise error(f"pseudo.dirs must be a list of directory paths, got {self.dirs}")
 
 
 @dataclass

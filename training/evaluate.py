@@ -32,25 +32,21 @@ import sys
 import warnings
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+import cv2
+import numpy as np
+from tqdm import tqdm
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from depth_ros.inference import DepthEstimator, ModelLoadError  # noqa: E402
-from depth_ros.inference.estimator import fit_scale_shift  # noqa: E402
-from depth_ros.kitti import KittiFormatError, find_drives  # noqa: E402
-from depth_ros.metrics import (  # noqa: E402
+from depth_ros.inference import DepthEstimator, ModelLoadError
+from depth_ros.inference.estimator import fit_scale_shift
+from depth_ros.kitti import KittiFormatError, find_drives
+from depth_ros.metrics import (
     DEVKIT_METRIC_NAMES,
     METRIC_NAMES,
     evaluation_metrics,
     mean_metrics,
     median_scale,
 )
-from depth_ros.readers import (  # noqa: E402
+from depth_ros.readers import (
     DepthFrame,
     KittiCompletionSplit,
     KittiEigenSplit,
@@ -60,7 +56,8 @@ from depth_ros.readers import (  # noqa: E402
     NyuLabeled,
     NyuSync,
 )
-from training.datasets import FrameReader, load_frames  # noqa: E402
+from training.data.drives import load_frames
+from training.data.sources import FrameReader
 
 CAMERA_HEIGHT_M = 1.65  # KITTI's colour camera above the road, and the data engine's
 SKY_FAR_M = 60.0

@@ -2,8 +2,9 @@
 
     python training/export.py --checkpoint runs/<name>/best.pt --output model.onnx \
         [--height H --width W] [--check-size HxW ...] [--no-release-checkpoint] \
-        [--tensorrt fp16|int8|fp32 [--min-size HxW --opt-size HxW --max-size HxW] \
-         [--max-batch N] [--calibration-data DIR --calibration-frames N] [--engine-cache DIR]]
+        [--tensorrt fp16|int8|fp32 [--opt-size HxW [--min-size HxW --max-size HxW]] \
+         [--max-batch N] [--calibration-data DIR --calibration-frames N] [--engine-cache DIR] \
+         [--workspace-mib N] [--tensorrt-log warning]]
 
 The graph has input ``image`` (N×3×H×W, RGB in [0, 1]) — fusion models also ``sparse_depth``
 (N×1×H×W metres, 0 = no LiDAR return), sharing its batch, height and width — and output
@@ -15,10 +16,15 @@ uses are checked against TensorRT 10's ONNX parser. A release checkpoint (weight
 only) is written beside it with the same stem, which the torch backend of ``DepthEstimator``
 looks for.
 
-With ``--tensorrt`` a TensorRT engine is then built for this GPU (or reused from the engine
-cache, ``~/.cache/depth_ros/engines`` or ``$DEPTH_ROS_ENGINE_CACHE``) and compared with
-onnxruntime. That needs the ``tensorrt`` package and a CUDA device; without them the ONNX
-file is still written and the command fails with one line naming what is missing (exit 3).
+With ``--tensorrt`` a TensorRT 10.x engine is then built for this GPU (or reused from the
+engine cache, ``~/.cache/depth_ros/engines`` or ``$DEPTH_ROS_ENGINE_CACHE``) and compared
+with onnxruntime. Its profile and cache key follow the same recipe as the nodes' backend
+(``engine_profile``): built for ``--opt-size`` (the size the node runs at: its
+``input_height``/``input_width``, default the training size), it is the engine the node loads.
+A range (``--min-size``/``--max-size``) only on request; the node uses a cached engine whose
+range covers its size. That needs the ``tensorrt`` package (10.x) and a CUDA device; without
+them the ONNX file is still written and the command fails with one line naming what is
+missing (exit 3).
 """
 
 from __future__ import annotations
@@ -28,26 +34,27 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch.export import Dim
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
-from torch.export import Dim  # noqa: E402
-
-from depth_ros.inference.engine_cache import profile_for_sizes  # noqa: E402
-from depth_ros.inference.trt_ops import unsupported_onnx_ops  # noqa: E402
-from depth_ros.models import ModelMetadata  # noqa: E402
-from depth_ros.models.checkpoints import (  # noqa: E402
+from depth_ros.inference.engine_cache import (
+    OptimizationProfile,
+    describe_profile,
+    engine_profile,
+)
+from depth_ros.inference.trt_ops import unsupported_onnx_ops
+from depth_ros.models import ModelMetadata
+from depth_ros.models.checkpoints import (
     CheckpointError,
     load_checkpoint,
     model_from_checkpoint,
 )
-from training.checkpoint import release_payload, save_checkpoint  # noqa: E402
+from training.checkpoint import release_payload, save_checkpoint
 
 LOG = logging.getLogger("depth_ros.export")
 OPSET = 18
@@ -185,11 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--tensorrt", choices=("fp16", "int8", "fp32"), default=None,
                      help="also build (or reuse from the cache) a TensorRT engine")
     trt.add_argument("--opt-size", type=parse_size, default=None, metavar="HxW",
-                     help="the size the engine is tuned for (default: the trace size)")
+                     help="the network size the engine is built for: the node's "
+                     "input_height x input_width (default: the trace size)")
     trt.add_argument("--min-size", type=parse_size, default=None, metavar="HxW",
-                     help="smallest input size (default: half of --opt-size)")
+                     help="smallest input size, for an engine that takes a range (default: "
+                     "--opt-size; a range costs GPU memory and speed)")
     trt.add_argument("--max-size", type=parse_size, default=None, metavar="HxW",
-                     help="largest input size (default: twice --opt-size)")
+                     help="largest input size (default: --opt-size)")
     trt.add_argument("--max-batch", type=int, default=1, help="largest batch (default 1)")
     trt.add_argument("--calibration-data", type=Path, default=None, metavar="DIR",
                      help="INT8: KITTI-layout drives (image_02/data/*.png) to calibrate on")
@@ -198,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--engine-cache", type=Path, default=None, metavar="DIR",
                      help="engine cache directory (default: $DEPTH_ROS_ENGINE_CACHE or "
                      "~/.cache/depth_ros/engines)")
+    trt.add_argument("--workspace-mib", type=int, default=None, metavar="N",
+                     help="builder workspace limit in MiB (default 512, which fits an 8 GB "
+                     "Jetson Orin)")
+    trt.add_argument("--tensorrt-log", default=None,
+                     choices=("error", "warning", "info", "verbose"),
+                     help="TensorRT messages to show (default: $DEPTH_ROS_TENSORRT_LOG, else "
+                     "warning and worse)")
     return parser
 
 
@@ -212,37 +228,57 @@ def check_tensorrt_ops(onnx_path: Path) -> list[str]:
     return unsupported
 
 
-def build_tensorrt_engine(args: argparse.Namespace, metadata: ModelMetadata) -> None:
-    """Build or reuse the engine, compare it with onnxruntime; raises ``TensorRTUnavailable``
-    when this machine cannot run TensorRT, ``ExportError`` when the engine is wrong."""
-    from depth_ros.inference.tensorrt import (
-        CalibrationData,
-        TensorRTBackend,
-        input_channels,
-        require_tensorrt,
-        tensorrt_parity,
-    )
-
+def tensorrt_profile(args: argparse.Namespace, metadata: ModelMetadata
+                     ) -> tuple[tuple[int, int], OptimizationProfile]:
+    """(opt size, profile) of the engine asked for: the recipe the node's backend uses."""
     height = args.height or metadata.train_input_height
     width = args.width or metadata.train_input_width
     opt = args.opt_size or (height, width)
     try:
-        profile = profile_for_sizes(metadata.stride, opt, args.min_size, args.max_size,
-                                    input_channels(metadata.kind),
-                                    batch=(1, 1, max(args.max_batch, 1)))
+        return opt, engine_profile(metadata.stride, metadata.kind, opt, args.min_size,
+                                   args.max_size, args.max_batch)
     except ValueError as exc:
         raise ExportError(str(exc)) from exc
+
+
+def open_tensorrt_engine(args: argparse.Namespace, metadata: ModelMetadata) -> Any:
+    """The ``TensorRTBackend`` for the engine asked for, loaded from the cache or built now;
+    raises ``TensorRTUnavailable`` when this machine cannot run TensorRT 10.x."""
+    from depth_ros.inference.tensorrt import (
+        DEFAULT_WORKSPACE_BYTES,
+        CalibrationData,
+        TensorRTBackend,
+        require_tensorrt,
+        set_log_severity,
+    )
+
+    opt, profile = tensorrt_profile(args, metadata)
+    if args.workspace_mib is not None and args.workspace_mib < 1:
+        raise ExportError(f"--workspace-mib must be >= 1, got {args.workspace_mib}")
+    if args.tensorrt_log is not None:
+        set_log_severity(args.tensorrt_log)
     require_tensorrt()  # before reading calibration images: fail fast without a GPU
     calibration = None
     if args.tensorrt == "int8":
         calibration = CalibrationData(args.calibration_data, args.calibration_frames, *opt,
                                       kind=metadata.kind)
-    backend = TensorRTBackend(args.output, args.tensorrt, opt, profile["image"].min[2:],
-                              profile["image"].max[2:], args.max_batch, args.engine_cache,
-                              calibration=calibration)
+    workspace = (DEFAULT_WORKSPACE_BYTES if args.workspace_mib is None
+                 else args.workspace_mib << 20)
+    image = profile["image"]
+    return TensorRTBackend(args.output, args.tensorrt, opt, image.min[2:], image.max[2:],
+                           args.max_batch, args.engine_cache, calibration=calibration,
+                           workspace_bytes=workspace)
+
+
+def build_tensorrt_engine(args: argparse.Namespace, metadata: ModelMetadata) -> None:
+    """Build or reuse the engine, compare it with onnxruntime; raises ``TensorRTUnavailable``
+    when this machine cannot run TensorRT, ``ExportError`` when the engine is wrong."""
+    from depth_ros.inference.tensorrt import tensorrt_parity
+
+    opt, _ = tensorrt_profile(args, metadata)
+    backend = open_tensorrt_engine(args, metadata)
     print(f"{'built' if backend.built else 'reused'} TensorRT {args.tensorrt} engine "
-          f"{backend.engine_path} (sizes {profile['image'].min[2]}x{profile['image'].min[3]} "
-          f"to {profile['image'].max[2]}x{profile['image'].max[3]}, opt {opt[0]}x{opt[1]})")
+          f"{backend.engine_path} ({describe_profile(backend.profile)})")
     feeds = {n: t.numpy() for n, t in zip(input_names(metadata),
                                           example_inputs(metadata, *opt, seed=5), strict=True)}
     max_abs, max_rel = tensorrt_parity(backend, args.output, feeds)
@@ -308,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         build_tensorrt_engine(args, metadata)
     except TensorRTUnavailable as exc:
         reason = " ".join(str(exc).split())
-        print(f"export.py: error: TensorRT engine build needs the tensorrt package and a CUDA "
-              f"device: {reason}", file=sys.stderr)
+        print(f"export.py: error: cannot build a TensorRT engine here: {reason}",
+              file=sys.stderr)
         return EXIT_NO_TENSORRT
     except (EngineBuildError, ExportError, ValueError, OSError) as exc:
         print(f"export.py: error: {' '.join(str(exc).split())}", file=sys.stderr)

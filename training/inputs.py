@@ -2,7 +2,7 @@
 depth (fusion models).
 
 A batch is ``(image, depth)`` for mono models and ``(image, depth, sparse_depth)`` for
-fusion models (``training.datasets``); these helpers keep that difference out of the loop.
+fusion models (``training.data.sources``); these helpers keep that difference out of the loop.
 """
 
 from __future__ import annotations

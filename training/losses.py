@@ -100,15 +100,6 @@ def masked_l1_loss(pred: torch.Tensor, target: torch.Tensor,
     return (pred[valid_mask] - target[valid_mask]).abs().mean()
 
 
-def masked_l2_loss(pred: torch.Tensor, target: torch.Tensor,
-                   valid_mask: torch.Tensor) -> torch.Tensor:
-    """Mean (pred − target)² over the valid elements (zero, still attached, when none)."""
-    _check_shapes(pred, target, valid_mask)
-    if not valid_mask.any():
-        return pred.sum() * 0.0
-    return ((pred[valid_mask] - target[valid_mask]) ** 2).mean()
-
-
 def _per_image(t: torch.Tensor) -> torch.Tensor:
     if t.dim() != 4 or t.shape[1] != 1:
         raise ValueError(f"expected N×1×H×W, got {tuple(t.shape)}")
@@ -171,35 +162,6 @@ def ssi_loss(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor,
     if not losses:
         return pred.sum() * 0.0
     return torch.stack(losses).mean()
-
-
-def gradient_matching_loss(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor,
-                           scales: int = 4) -> torch.Tensor:
-    """MiDaS's multi-scale gradient matching: at each scale k (every 2^k-th pixel), the mean
-    over valid pixels of |∂x R| + |∂y R| with R = pred − target, counting a difference only
-    where both of its pixels are valid. Align a relative prediction first
-    (``align_scale_shift``). Summed over scales; each scale is normalised per image by its
-    number of valid pixels and averaged over the batch."""
-    _check_shapes(pred, target, valid_mask)
-    if pred.dim() != 4:
-        raise ValueError(f"expected N×1×H×W, got {tuple(pred.shape)}")
-    total = pred.sum() * 0.0
-    for k in range(scales):
-        step = 2**k
-        r = (pred - target)[..., ::step, ::step]
-        m = valid_mask[..., ::step, ::step].to(pred.dtype)
-        if r.shape[-1] < 2 or r.shape[-2] < 2:
-            break
-        mx = m[..., :, 1:] * m[..., :, :-1]
-        my = m[..., 1:, :] * m[..., :-1, :]
-        gx = (r[..., :, 1:] - r[..., :, :-1]).abs() * mx
-        gy = (r[..., 1:, :] - r[..., :-1, :]).abs() * my
-        count = m.flatten(1).sum(1)
-        per_image = (gx.flatten(1).sum(1) + gy.flatten(1).sum(1)) / count.clamp(min=1)
-        has = count > 0
-        if has.any():
-            total = total + per_image[has].mean()
-    return total
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ The teacher is an official Depth Anything V2 ``.pth`` (relative; metric with ``-
 or a depth_ros model: a weights-only ``.pt`` checkpoint or an exported ``.onnx``. Every
 ``.png``/``.jpg`` under ``--images`` (recursively, so KITTI raw drives' ``image_0X/data`` too;
 ``proj_depth`` folders skipped) gets ``<out>/<relative path>.npy`` and the directory a manifest,
-``pseudo_labels.json`` (format: ``training/pseudo.py``). A rerun with the same teacher skips the
-labels that exist; unreadable images are skipped, counted and listed.
+``pseudo_labels.json`` (format: ``training/pseudo/labels.py``). A rerun with the same teacher
+skips the labels that exist; unreadable images are skipped, counted and listed.
 """
 
 from __future__ import annotations
@@ -24,28 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Run as a script from the repository root: import `training` as a package from there, and
-# keep training/ itself off sys.path so its module names cannot shadow installed packages.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+import numpy as np
+import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
-
-from depth_ros.fileio import write_atomic, write_bytes_atomic  # noqa: E402
-from depth_ros.inference.backends import ModelLoadError  # noqa: E402
-from depth_ros.inference.engine_cache import sha256_of_file  # noqa: E402
-from depth_ros.inference.estimator import DepthEstimator, round_to_stride  # noqa: E402
-from depth_ros.models.checkpoints import (  # noqa: E402
+from depth_ros.fileio import write_atomic, write_bytes_atomic
+from depth_ros.inference.backends import ModelLoadError
+from depth_ros.inference.engine_cache import sha256_of_file
+from depth_ros.inference.estimator import DepthEstimator, round_to_stride
+from depth_ros.models.checkpoints import (
     CheckpointError,
     load_weights_only,
     model_from_checkpoint,
 )
-from depth_ros.models.metadata import ModelMetadata  # noqa: E402
-from training.pseudo import (  # noqa: E402
+from depth_ros.models.metadata import ModelMetadata
+from training.pseudo.labels import (
     IMAGE_SUFFIXES,
     LABEL_SUFFIX,
     MANIFEST_NAME,

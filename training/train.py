@@ -20,17 +20,11 @@ import logging
 import sys
 from pathlib import Path
 
-# Run as a script from the repository root: import `training` as a package from there, and
-# keep training/ itself off sys.path so its module names cannot shadow installed packages.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
-from depth_ros.models.checkpoints import CheckpointError  # noqa: E402
-from training.checkpoint import find_latest_checkpoint  # noqa: E402
-from training.config import ConfigError, TrainConfig, load_config  # noqa: E402
-from training.distributed import DistContext, init_distributed  # noqa: E402
-from training.trainer import Trainer, TrainingDivergedError  # noqa: E402
+from depth_ros.models.checkpoints import CheckpointError
+from training.checkpoint import find_latest_checkpoint
+from training.config import ConfigError, TrainConfig, load_config
+from training.distributed import DistContext, init_distributed
+from training.trainer import Trainer, TrainingDivergedError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """The training loop: data, model, optimiser, validation each epoch, atomic checkpoints.
 
 Mono models are fed the image, fusion models the image and its sparse LiDAR depth
-(``training.inputs``); the sets come from ``training.data_sources`` (engine drives, KITTI,
+(``training.inputs``); the sets come from ``training.data.splits`` (engine drives, KITTI,
 NYU).
 
 One process, or one per device under ``torchrun`` (``training.distributed``): the model is
@@ -40,20 +40,15 @@ from training.checkpoint import (
     step_checkpoint_name,
 )
 from training.config import ConfigError, TrainConfig, save_config
-from training.data_sources import build_datasets
-from training.datasets import EpochSampler, seed_worker
+from training.data.sampler import EpochSampler, seed_worker
+from training.data.splits import build_datasets
 from training.distributed import DistContext, resolve_device, wrap_model
 from training.inputs import needs_lidar, network_inputs, split_batch
 from training.losses import SiLogLoss
 from training.optim import build_optimizer, lr_factor, set_lr
-from training.pseudo import (
-    PseudoBatch,
-    PseudoBatchStream,
-    PseudoLabelError,
-    PseudoLabelFrames,
-    mix_batches,
-    pseudo_label_loss,
-)
+from training.pseudo.data import PseudoBatch, PseudoBatchStream, PseudoLabelFrames, mix_batches
+from training.pseudo.labels import PseudoLabelError
+from training.pseudo.loss import pseudo_label_loss
 from training.run_log import RunLog, require_tensorboard
 
 LOG = logging.getLogger("depth_ros.training")

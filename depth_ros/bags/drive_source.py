@@ -4,15 +4,16 @@
 ``KittiFormatError`` naming the file for everything a conversion would otherwise stumble on
 half-way: a missing frame (a gap in the numbering, or a sensor without a frame the cameras
 have), a ``timestamps.txt`` whose line count differs from its frames, a truncated velodyne
-``.bin``, a missing calibration key. Frame data are read later, one frame at a time.
+``.bin``, a missing calibration key, a NaN or infinity in any calibration file, a
+missing ``calib_velo_to_cam.txt`` for a bag with the LiDAR or OXTS in it and a missing
+``calib_imu_to_velo.txt`` for one with OXTS (without them /tf_static could not link those
+sensors to the cameras). Frame data are read later, one frame at a time.
 """
 
 from __future__ import annotations
 
-import calendar
 import os
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -20,56 +21,25 @@ import numpy as np
 from numpy.lib import recfunctions
 
 from depth_ros.bags import topics
-from depth_ros.kitti import (
-    VELODYNE_POINT_BYTES,
-    KittiDrive,
+from depth_ros.kitti.calibration import read_rigid_transform
+from depth_ros.kitti.drives import KittiDrive
+from depth_ros.kitti.formats import (
     KittiFormatError,
+    check_velodyne_bin,
     read_calib_file,
     read_depth_png,
     read_rgb_png,
+    read_timestamps_ns,
     read_velodyne_bin,
 )
-from depth_ros.readers.kitti_raw import read_oxts_dir, read_rigid_transform
-from depth_ros.synthetic.oxts import oxts_poses
+from depth_ros.kitti.oxts import oxts_poses, read_oxts_dir
 
 VELODYNE_DIR = "velodyne_points"
 OXTS_DIR = "oxts"
+CAM_TO_CAM = "calib_cam_to_cam.txt"
+VELO_TO_CAM = "calib_velo_to_cam.txt"
+IMU_TO_VELO = "calib_imu_to_velo.txt"
 _STEREO_LEFT = {0: 0, 1: 0, 2: 2, 3: 2}  # each camera's stereo pair and its left camera
-
-
-def read_timestamps_ns(path: str | os.PathLike) -> np.ndarray:
-    """A KITTI ``timestamps.txt`` as exact int64 nanoseconds (UTC).
-
-    ``kitti.read_timestamps`` gives float seconds, which near 1.3e9 s resolve only ~0.2 µs;
-    bag stamps are integers, so the digits are taken as written.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise KittiFormatError(f"timestamps file not found: {path}")
-    stamps = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        text = line.strip()
-        if not text:
-            continue
-        main, _, fraction = text.partition(".")
-        try:
-            seconds = calendar.timegm(datetime.strptime(main, "%Y-%m-%d %H:%M:%S").timetuple())
-            if fraction and not fraction.isdigit():
-                raise ValueError(fraction)
-            nanos = int((fraction + "000000000")[:9]) if fraction else 0
-        except ValueError:
-            raise KittiFormatError(f"{path}:{lineno}: bad KITTI timestamp {text!r}") from None
-        stamps.append(seconds * 1_000_000_000 + nanos)
-    return np.array(stamps, dtype=np.int64)
-
-
-def rotation_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """``Rz(yaw) · Ry(pitch) · Rx(roll)``: the OXTS unit's orientation in ENU (KITTI's order)."""
-    cr, sr, cp, sp, cy, sy = (np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch),
-                              np.cos(yaw), np.sin(yaw))
-    return (np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-            @ np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-            @ np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,6 +144,17 @@ def _stamps_for(path: Path, count: int) -> np.ndarray:
     return stamps
 
 
+def read_finite_calib_file(path: Path) -> dict[str, np.ndarray | str]:
+    """``read_calib_file``, refusing a NaN or infinity in any numeric entry: one would carry
+    into every transform and projection of the bag unnoticed."""
+    calib = read_calib_file(path)
+    for key, value in calib.items():
+        if isinstance(value, np.ndarray) and not np.isfinite(value).all():
+            raise KittiFormatError(f"{path}: {key} holds a non-finite number "
+                                   f"({' '.join(f'{v:g}' for v in value)})")
+    return calib
+
+
 def _calib_matrix(calib: dict, key: str, size: int, path: Path) -> np.ndarray:
     value = calib.get(key)
     if not isinstance(value, np.ndarray) or value.size != size:
@@ -219,8 +200,8 @@ class DriveSource:
         count = len(self.frames)
         self.start, self.end = self._frame_range(start, end, count)
 
-        self.cam_to_cam_path = reference.calib_path("calib_cam_to_cam.txt")
-        cam_calib = read_calib_file(self.cam_to_cam_path)
+        self.cam_to_cam_path = reference.calib_path(CAM_TO_CAM)
+        cam_calib = read_finite_calib_file(self.cam_to_cam_path)
         projections = {c: _calib_matrix(cam_calib, f"P_rect_{c:02d}", 12,
                                         self.cam_to_cam_path).reshape(3, 4)
                        for c in topics.KITTI_CAMERAS if f"P_rect_{c:02d}" in cam_calib}
@@ -245,8 +226,6 @@ class DriveSource:
             self.groundtruth_cameras = [cam for cam in self.cameras
                                         if cam.drive.groundtruth_dir.is_dir()]
 
-        self.velo_to_cam = self._optional_transform(reference, "calib_velo_to_cam.txt")
-        self.imu_to_velo = self._optional_transform(reference, "calib_imu_to_velo.txt")
         self.velodyne_dir = self.path / VELODYNE_DIR / "data"
         self.velodyne_stamps_ns: np.ndarray | None = None
         if lidar and self.velodyne_dir.is_dir():
@@ -255,7 +234,7 @@ class DriveSource:
             self.velodyne_stamps_ns = _stamps_for(self.path / VELODYNE_DIR / "timestamps.txt",
                                                   count)
             for position in range(self.start, self.end):
-                self._check_scan_size(self.velodyne_path(position))
+                check_velodyne_bin(self.velodyne_path(position))
         oxts_dir = self.path / OXTS_DIR / "data"
         self.oxts_stamps_ns: np.ndarray | None = None
         self.oxts_packets: np.ndarray | None = None
@@ -263,6 +242,11 @@ class DriveSource:
             _check_same_frames("oxts", oxts_dir, ".txt", self.frames, reference.image_dir)
             self.oxts_stamps_ns = _stamps_for(self.path / OXTS_DIR / "timestamps.txt", count)
             self.oxts_packets = read_oxts_dir(oxts_dir)
+        # The rig's links in /tf_static: the LiDAR (and the OXTS pose in /tf, which hangs off
+        # imu_link) mean nothing without them, so a bag with those sensors needs the files.
+        self.velo_to_cam = self._transform(reference, VELO_TO_CAM,
+                                           self.has_lidar or self.has_oxts)
+        self.imu_to_velo = self._transform(reference, IMU_TO_VELO, self.has_oxts)
 
     @staticmethod
     def _frame_range(start: int, end: int | None, count: int) -> tuple[int, int]:
@@ -271,21 +255,22 @@ class DriveSource:
             raise ValueError(f"frame range {start}:{end} is outside the drive's 0:{count}")
         return start, end
 
-    @staticmethod
-    def _optional_transform(drive: KittiDrive, name: str) -> np.ndarray | None:
+    def _transform(self, drive: KittiDrive, name: str, required: bool) -> np.ndarray | None:
+        """The rigid transform of calibration file ``name``; None where it is absent and not
+        ``required``. A file that is there is read and checked either way."""
         try:
             path = drive.calib_path(name)
         except KittiFormatError:
-            return None
+            if not required:
+                return None
+            needs = [what for what, used in (("the LiDAR", self.has_lidar),
+                                             ("the OXTS /tf", self.has_oxts)) if used]
+            raise KittiFormatError(
+                f"calibration file not found: {drive.path / name} (nor in its parent); "
+                f"{' and '.join(needs)} need it for the transforms in /tf_static (leave "
+                f"them out with --no-lidar --no-oxts)") from None
+        read_finite_calib_file(path)
         return read_rigid_transform(path)
-
-    @staticmethod
-    def _check_scan_size(path: Path) -> None:
-        size = path.stat().st_size
-        if size % VELODYNE_POINT_BYTES:
-            raise KittiFormatError(f"{path}: {size} bytes is not a multiple of "
-                                   f"{VELODYNE_POINT_BYTES} (x, y, z, reflectance float32): "
-                                   "truncated scan")
 
     @property
     def has_lidar(self) -> bool:

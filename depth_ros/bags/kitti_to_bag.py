@@ -40,8 +40,9 @@ from tqdm import tqdm
 
 from depth_ros.bags import messages, topics
 from depth_ros.bags.atomic import atomic_directory
-from depth_ros.bags.drive_source import DriveSource, rotation_from_rpy
-from depth_ros.kitti import KittiFormatError
+from depth_ros.bags.drive_source import DriveSource
+from depth_ros.kitti.formats import KittiFormatError
+from depth_ros.kitti.oxts import rotation_from_rpy
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 # zstd: MCAP compresses its chunks (what `ros2 bag record --compression-mode storage`

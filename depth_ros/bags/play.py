@@ -4,10 +4,12 @@
         [--remap /kitti/camera2/image_raw:=/camera/image_raw] [--clock 100] [--restamp] \
         [--topics /kitti/camera2/image_raw /kitti/camera2/camera_info] [--ros-args ...]
 
-Messages go out at the recorded rate (log times from the bag) times ``--rate``. The bag is read
-with rosbags; each message's CDR bytes are published as they are (``publish`` of serialised
-bytes: no Python-side conversion of image or cloud buffers at all), or, with ``--restamp``,
-deserialised by rclpy's C code, restamped and published. ``--restamp`` maps every header
+The bag is a directory with ``metadata.yaml`` or, as ``ros2 bag play`` accepts, a bare
+``.mcap`` (or ``.db3``) file. Messages go out at the recorded rate (log times from the bag)
+times ``--rate``. The bag is read with rosbags; each message's CDR bytes are published as
+they are (``publish`` of serialised bytes: no Python-side conversion of image or cloud
+buffers at all), or, with ``--restamp``, deserialised by rclpy's C code, restamped and
+published. ``--restamp`` maps every header
 stamp (and every transform's in a TFMessage) to the time the message is due to go out: the
 first message of the bag (or of each loop) is stamped "now", later ones ``now + Δt / rate``.
 The recording then looks live to nodes that measure latency from stamps, and messages that
@@ -54,6 +56,7 @@ TF_STATIC_DEPTH = 100  # transient-local history: every static broadcaster's mes
 # 0.3 s bag lost). Wait this long after the count is reached (kitti_drive_publisher's
 # settle_s does the same).
 MATCH_SETTLE_S = 2.0
+STORAGE_FILES = (".mcap", ".db3")  # bare storage files rosbags (>= 0.11) reads on their own
 
 
 class BagPlayError(ValueError):
@@ -87,6 +90,23 @@ def message_class(msgtype: str) -> type | None:
         return getattr(importlib.import_module(f"{package}.{kind}"), name)
     except (ImportError, AttributeError):
         return None
+
+
+def bag_location(path: str | Path) -> Path:
+    """What ``ros2 bag play`` accepts: a bag directory (with ``metadata.yaml``) or one
+    storage file (``.mcap``, ``.db3``) on its own, e.g. an MCAP file copied out of its bag or
+    written by another tool. Raises ``BagPlayError`` for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "metadata.yaml").is_file():
+            raise BagPlayError(f"not a rosbag2 bag (no metadata.yaml in the directory): {path}")
+        return path
+    if not path.exists():
+        raise BagPlayError(f"no such bag: {path}")
+    if path.suffix not in STORAGE_FILES:
+        raise BagPlayError(f"not a rosbag2 bag: {path} is neither a bag directory nor a "
+                           f"{' or '.join(STORAGE_FILES)} file")
+    return path
 
 
 def parse_remap(text: str) -> tuple[str, str]:
@@ -146,11 +166,9 @@ class BagPlayer:
         self.node = node
         self.options = options
         self.log = node.get_logger()
-        path = Path(bag_path)
-        if not (path / "metadata.yaml").is_file():
-            raise BagPlayError(f"not a rosbag2 bag (no metadata.yaml): {path}")
-        self.reader = AnyReader([path])
+        path = bag_location(bag_path)
         try:
+            self.reader = AnyReader([path])
             self.reader.open()
         except AnyReaderError as exc:
             raise BagPlayError(f"cannot read {path}: {exc}") from None
@@ -338,7 +356,8 @@ class BagPlayer:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=NODE_NAME, description="Publish a rosbag2 bag (MCAP or sqlite3) with rclpy.")
-    parser.add_argument("bag", type=Path, help="bag directory (with metadata.yaml)")
+    parser.add_argument("bag", type=Path,
+                        help="bag directory (with metadata.yaml), or one .mcap or .db3 file")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     parser.add_argument("--loop", action="store_true", help="play again from the start")
     parser.add_argument("--start-offset", type=float, default=0.0, metavar="S",

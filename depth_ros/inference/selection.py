@@ -5,8 +5,11 @@ machine can run, and opening a backend (past those that cannot start here).
 file exists (``.onnx`` for TensorRT and onnxruntime, ``.pt`` for torch: the file given or its
 sibling with the same stem):
 
-1. ``tensorrt``: the ``tensorrt`` package is TensorRT 10 and ``trt.Builder`` works on a CUDA
-   device; the engine comes from the engine cache, built on first use.
+1. ``tensorrt``: the ``tensorrt`` package is TensorRT 10.x and ``trt.Builder`` works on a
+   CUDA device; the engine comes from the engine cache, or is built while the backend opens
+   (logged at INFO first). Where ``tensorrt`` does not import, this is said once at INFO with
+   the interpreter's path: on a Jetson the usual cause is a venv without
+   ``--system-site-packages`` (JetPack's TensorRT is a system package).
 2. ``onnxruntime-gpu``: this onnxruntime build has the TensorRT or CUDA execution provider,
    and the session really runs on it (onnxruntime silently falls back to the CPU).
 3. ``torch-cuda``: torch sees a CUDA device and can compute on it.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,13 +70,32 @@ def _first_line(exc: BaseException) -> str:
 
 # --- probes: None when the option can run here, else the reason ------------------------------
 
+_SAID_NOT_IMPORTABLE = False
+_NOT_IMPORTABLE: BaseException | None = None  # the last probe's ImportError, if any
+
+
+def _say_not_importable_once() -> None:
+    """One INFO line per process, once a backend runs without TensorRT because ``tensorrt``
+    does not import here: the interpreter's path and the Jetson hint."""
+    global _SAID_NOT_IMPORTABLE
+    if _SAID_NOT_IMPORTABLE or _NOT_IMPORTABLE is None:
+        return
+    _SAID_NOT_IMPORTABLE = True
+    LOG.info("tensorrt not importable in this interpreter (%s); on Jetson create the venv "
+             "with --system-site-packages (%s)", sys.executable, _first_line(_NOT_IMPORTABLE))
+
+
 def probe_tensorrt(device_index: int = 0) -> str | None:
-    """Whether TensorRT 10 can build and run engines on this CUDA device."""
+    """Whether TensorRT 10.x can build and run engines on this CUDA device."""
     from depth_ros.inference.tensorrt import TensorRTUnavailable, require_tensorrt
 
+    global _NOT_IMPORTABLE
+    _NOT_IMPORTABLE = None
     try:
         require_tensorrt()
     except TensorRTUnavailable as exc:
+        if isinstance(exc.__cause__, ImportError):
+            _NOT_IMPORTABLE = exc.__cause__
         return str(exc)
     import torch
 
@@ -212,8 +235,11 @@ class BackendOptions:
         precision: TensorRT precision, ``fp16`` or ``fp32`` (also the onnxruntime TensorRT
             execution provider's).
         engine_cache: TensorRT engine cache directory (None: the default).
-        input_size: the network (height, width) the TensorRT profile is centred on (None: the
+        input_size: the network (height, width) the TensorRT engine is built for (None: the
             model's training size); rounded to the model's stride.
+        tensorrt_min_size, tensorrt_max_size: a range of network sizes for the TensorRT
+            engine, only on request (None: ``input_size`` alone, what fits an 8 GB Jetson).
+            A cached engine whose range covers the size is used either way.
     """
 
     num_threads: int = 0
@@ -221,6 +247,8 @@ class BackendOptions:
     precision: str = "fp16"
     engine_cache: str | os.PathLike | None = None
     input_size: tuple[int, int] | None = None
+    tensorrt_min_size: tuple[int, int] | None = None
+    tensorrt_max_size: tuple[int, int] | None = None
 
 
 def _open_tensorrt(path: Path, index: int, options: BackendOptions) -> Any:
@@ -234,6 +262,8 @@ def _open_tensorrt(path: Path, index: int, options: BackendOptions) -> Any:
         raise ModelLoadError(f"{path} has no valid depth_ros metadata: {exc}") from exc
     size = round_to_stride(options.input_size or meta.train_input_size, meta.stride)
     return TensorRTBackend(path, options.precision, input_size=size,
+                           min_size=options.tensorrt_min_size,
+                           max_size=options.tensorrt_max_size,
                            cache_dir=options.engine_cache, device=index)
 
 
@@ -298,6 +328,8 @@ def open_auto(model_path: str | os.PathLike, device: str = "auto",
         else:
             position = AUTO_ORDER.index(candidate.option)
             before = [(o, r) for o, r in faster if AUTO_ORDER.index(o) < position]
+            if any(o == "tensorrt" for o, _ in before):
+                _say_not_importable_once()
             LOG.info("backend auto: %s for %s%s", backend.description, candidate.model_path,
                      "" if not before else "; faster options skipped: "
                      + "; ".join(f"{o}: {r}" for o, r in before))

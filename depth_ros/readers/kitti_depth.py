@@ -23,15 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_ros.kitti import (
+from depth_ros.kitti.calibration import KittiRawCalibration, calib_array
+from depth_ros.kitti.formats import (
     KittiFormatError,
     read_calib_file,
     read_depth_png,
     read_rgb_png,
     read_velodyne_bin,
 )
-from depth_ros.readers.frame import DepthFrame, read_split_file
-from depth_ros.readers.kitti_raw import KittiRawCalibration
+from depth_ros.kitti.splits import read_split_file
+from depth_ros.readers.frame import DepthFrame
 
 _CAMERA_DIR = re.compile(r"image_0([0-3])")
 
@@ -45,11 +46,8 @@ def _camera_of(path: str, source: Path) -> int:
 
 def _rect_K(cam_to_cam_path: Path, camera: int) -> np.ndarray:  # noqa: N802
     calib = read_calib_file(cam_to_cam_path)
-    key = f"P_rect_{camera:02d}"
-    value = calib.get(key)
-    if not isinstance(value, np.ndarray) or value.size != 12:
-        raise KittiFormatError(f"{cam_to_cam_path}: missing or malformed key {key!r}")
-    return value.reshape(3, 4)[:, :3].copy()
+    p_rect = calib_array(calib, f"P_rect_{camera:02d}", 12, cam_to_cam_path).reshape(3, 4)
+    return p_rect[:, :3].copy()
 
 
 class KittiEigenSplit:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from depth_ros.geometry import PinholeCamera
-from depth_ros.kitti import read_depth_png
-from depth_ros.readers.frame import DepthFrame, read_split_file
+from depth_ros.kitti.formats import read_depth_png, read_rgb_png
+from depth_ros.kitti.splits import read_split_file
+from depth_ros.readers.frame import DepthFrame
 
 # NYU Depth v2's colour camera (the toolbox's camera_params.m), for its 640×480 images.
 NYU_CAMERA = PinholeCamera(518.8579, 519.4696, 325.5824, 253.7362, 640, 480)
@@ -35,10 +35,7 @@ def read_nyu_depth_png(path: str | os.PathLike) -> np.ndarray:
 
 def read_nyu_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an ``rgb_*.jpg`` as H×W×3 uint8 RGB."""
-    bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise NyuFormatError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return read_rgb_png(path, NyuFormatError)
 
 
 class NyuLabeled:

@@ -40,6 +40,7 @@ from depth_ros.ros.conversions import (
     numpy_to_image,
 )
 from depth_ros.ros.diagnostics import DepthReport, NodeStats, diagnostic_array
+from depth_ros.ros.log_bridge import forward_core_logs
 from depth_ros.ros.qos import latched_qos, make_qos
 from depth_ros.ros.rate_limit import RateLimitedWarner
 from depth_ros.viz import colorize_depth
@@ -189,6 +190,9 @@ class DepthNodeBase(Node, abc.ABC):
             raise ValueError(f"points_decimation must be >= 1, got {self.points_decimation}")
         if not float(p("diagnostics_period_s")) > 0 or not float(p("stats_period_s")) > 0:
             raise ValueError("diagnostics_period_s and stats_period_s must be > 0")
+        # The backend choice and a TensorRT engine build ("building one now, expect minutes")
+        # are logged by the core through Python logging: shown in this node's log.
+        forward_core_logs(self.get_logger())
         self.estimator = DepthEstimator(self.model_path, backend=p("backend"),
                                         num_threads=int(p("num_threads")),
                                         input_size=input_size)

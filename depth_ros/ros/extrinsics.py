@@ -2,11 +2,11 @@
 
 The transform maps LiDAR points to the camera's optical frame (REP 103: x right, y down,
 z forward) as a 4×4 homogeneous matrix. It comes from a node parameter (16 numbers,
-row-major) or from a KITTI raw calibration: ``calib_velo_to_cam.txt`` gives velodyne →
-camera 00, ``calib_cam_to_cam.txt`` the rectifying rotation ``R_rect_00`` and camera X's
-``P_rect_0X``, whose fourth column is camera X's offset from camera 00 (the chain of
-``depth_ros.geometry.velo_to_camera_points``). The intrinsics are the running camera's own
-(``CameraInfo``), so the same transform serves any image size.
+row-major), from TF (``depth_ros.ros.tf_lookup``) or from a KITTI raw calibration:
+``calib_velo_to_cam.txt`` gives velodyne → camera 00, ``calib_cam_to_cam.txt`` the rectifying
+rotation ``R_rect_00`` and camera X's ``P_rect_0X``, whose fourth column is camera X's offset
+from camera 00 (the chain of ``depth_ros.geometry.velo_to_camera_points``). The intrinsics
+are the running camera's own (``CameraInfo``), so the same transform serves any image size.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from depth_ros.geometry import project_points, velo_to_camera_points
-from depth_ros.kitti import KittiFormatError
-from depth_ros.readers.kitti_raw import KittiRawCalibration
+from depth_ros.kitti.calibration import KittiRawCalibration
+from depth_ros.kitti.formats import KittiFormatError
 
 # Axes only: a LiDAR in REP 103's body convention (x forward, y left, z up) at the camera's
 # optical centre. The parameter default; a real rig needs its calibration.
@@ -88,20 +88,34 @@ def transform_from_kitti(velo_to_cam_path: str | os.PathLike,
     return validate_transform(transform, what=f"KITTI calibration {velo}")
 
 
-def load_extrinsics(values: Sequence[float], calibration_path: str,
-                    cam_to_cam_path: str = "", camera: int = 2) -> tuple[np.ndarray, str]:
-    """The transform the node parameters ask for and a line saying where it came from.
+AXES_ONLY_SOURCE = ("the axes-only default lidar_to_camera (no offset): set lidar_to_camera or "
+                    "calibration_path, or publish the transform on TF, for a real rig")
 
-    A non-empty ``calibration_path`` (KITTI ``calib_velo_to_cam.txt``) wins over ``values``.
+
+def explicit_extrinsics(values: Sequence[float], calibration_path: str,
+                        cam_to_cam_path: str = "", camera: int = 2
+                        ) -> tuple[np.ndarray, str] | None:
+    """The transform the node parameters give and a line saying where it came from, or None
+    when they give none.
+
+    A non-empty ``calibration_path`` (KITTI ``calib_velo_to_cam.txt``) wins over ``values``;
+    ``values`` at the axes-only default (``BODY_TO_OPTICAL``) count as not given, so that TF
+    can be asked. Bad values raise ExtrinsicsError either way.
     """
     if calibration_path:
         transform = transform_from_kitti(calibration_path, cam_to_cam_path or None, camera)
         return transform, f"KITTI calibration {calibration_path} (camera {camera:02d})"
     transform = transform_from_parameter(values)
     if np.allclose(transform, BODY_TO_OPTICAL):
-        return transform, ("the default lidar_to_camera (axes only, no offset): set "
-                           "lidar_to_camera or calibration_path for a real rig")
+        return None
     return transform, "the lidar_to_camera parameter"
+
+
+def load_extrinsics(values: Sequence[float], calibration_path: str,
+                    cam_to_cam_path: str = "", camera: int = 2) -> tuple[np.ndarray, str]:
+    """``explicit_extrinsics``, or the axes-only default with ``AXES_ONLY_SOURCE``."""
+    found = explicit_extrinsics(values, calibration_path, cam_to_cam_path, camera)
+    return found if found is not None else (BODY_TO_OPTICAL.copy(), AXES_ONLY_SOURCE)
 
 
 def finite_points(points: np.ndarray) -> np.ndarray:

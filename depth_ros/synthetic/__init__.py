@@ -13,7 +13,8 @@ from depth_ros.synthetic.drive import (
 )
 from depth_ros.synthetic.lidar import LidarModel, LidarScan, cast_lidar
 from depth_ros.synthetic.pose import CameraPose
-from depth_ros.synthetic.render import MAX_DEPTH_M, RayHits, cast_rays, render_frame
+from depth_ros.synthetic.raycast import RayHits
+from depth_ros.synthetic.render import MAX_DEPTH_M, cast_rays, render_frame
 from depth_ros.synthetic.scene import BoxKind, Lighting, StreetLayout, StreetScene
 
 __all__ = [

@@ -26,7 +26,7 @@ from depth_ros.geometry import PinholeCamera, project_velodyne
 from depth_ros.synthetic import oxts, rig
 from depth_ros.synthetic.lidar import LidarModel, cast_lidar
 from depth_ros.synthetic.pose import CameraPose
-from depth_ros.synthetic.procedural import TRAFFIC_SPEED_RANGE_MPS
+from depth_ros.synthetic.procedural import TRAFFIC_SPEED_RANGE_MPS, generate_street
 from depth_ros.synthetic.render import MAX_DEPTH_M, render_frame
 from depth_ros.synthetic.scene import StreetScene
 
@@ -171,9 +171,9 @@ def plan_drive(num_frames: int, seed: int = 0, width: int = 1242, height: int = 
     # and faster ones from behind for the whole drive. Ego-lane cars start beyond where the
     # ego ends and never reverse (procedural._add_lane_cars): it never reaches one.
     reach = TRAFFIC_SPEED_RANGE_MPS[1] * times[-1]
-    scene = StreetScene.generate(seed, x_min_m=-40.0 - reach,
-                                 x_max_m=travel + VIEW_DISTANCE_M + reach,
-                                 ego_lane_clear_until_m=travel + 10.0)
+    scene = generate_street(seed, x_min_m=-40.0 - reach,
+                            x_max_m=travel + VIEW_DISTANCE_M + reach,
+                            ego_lane_clear_until_m=travel + 10.0)
     camera = drive_camera(seed, width, height)
     return DrivePlan(scene, camera, trajectory, tuple(trajectory.pose(t) for t in times),
                      _start_time_s(date, drive) + times)
@@ -365,9 +365,9 @@ def _render_into(work: Path, plan: DrivePlan, calibs: dict, outputs: _Outputs,
         packets = oxts_packets_of(plan)
         for index, packet in enumerate(packets):
             kitti.write_text_lines(work / "oxts" / "data" / f"{kitti.frame_name(index)}.txt",
-                                   [oxts.format_packet(packet)])
+                                   [kitti.format_oxts_packet(packet)])
         kitti.write_timestamps(work / "oxts" / "timestamps.txt", plan.timestamps)
-        kitti.write_text_lines(work / "oxts" / "dataformat.txt", [oxts.DATAFORMAT])
+        kitti.write_text_lines(work / "oxts" / "dataformat.txt", [kitti.OXTS_DATAFORMAT])
     kitti.write_bytes_atomic(work / POSES_FILE, _pose_lines(plan.poses).encode())
 
 

@@ -10,7 +10,7 @@ one pose, or from one pose per azimuth sector to reproduce the motion skew of a 
 uncompensated scan (``cast_lidar``).
 
 Every ray is a column of a beam × azimuth grid, cast with the camera's face-by-face scheme
-(``render._intersect_face``): each box face is bounded by a conservative block of beams and
+(``raycast.intersect_face``): each box face is bounded by a conservative block of beams and
 azimuth columns, and only those rays are tested. Returns are lost on dark or grazing surfaces
 (too little light comes back) and beyond ``max_range_m``; ranges get Gaussian noise.
 Reflectance is the surface albedo (``materials.surface_albedo``) times the incidence cosine.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_ros.synthetic import materials
-from depth_ros.synthetic.render import FAR_CULL_M, _intersect_face, _visible_faces
+from depth_ros.synthetic.raycast import FAR_CULL_M, intersect_face, visible_faces
 from depth_ros.synthetic.scene import StreetScene
 
 _STREAM_LIDAR = 6
@@ -169,7 +169,7 @@ def _sweep_sector(scene: StreetScene, velo_to_world: np.ndarray, model: LidarMod
         np.copyto(depth, ground_t, where=(ground_t > 0) & (ground_t < rng_limit))
     face = np.full(shape, -1, dtype=np.int32)
 
-    box, axis, sign, plane = _visible_faces(scene, origin)
+    box, axis, sign, plane = visible_faces(scene, origin)
     blocks, cols, near = _face_blocks(scene, box, axis, plane, velo_to_world, model)
     keep = np.flatnonzero((blocks[:, 0] < blocks[:, 1]) & (near < min(FAR_CULL_M, rng_limit)))
     keep = keep[np.argsort(near[keep], kind="stable")]
@@ -184,7 +184,7 @@ def _sweep_sector(scene: StreetScene, velo_to_world: np.ndarray, model: LidarMod
                 # The face's columns that this sector fires, in the sector's own numbering.
                 s0, s1 = max(s0, first) - first, min(s1, stop) - first
                 if s0 < s1:
-                    _intersect_face(depth, face, dirs, inv, origin, (s0, s1, b0, b1),
+                    intersect_face(depth, face, dirs, inv, origin, (s0, s1, b0, b1),
                                     near[i], axis[i], plane[i], lo[box[i]], hi[box[i]], order)
     hit = depth < rng_limit
     hit &= depth > np.float32(model.min_range_m)

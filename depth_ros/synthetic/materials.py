@@ -18,7 +18,7 @@ from depth_ros.synthetic.pose import CameraPose
 from depth_ros.synthetic.scene import BoxKind, StreetScene
 
 if TYPE_CHECKING:
-    from depth_ros.synthetic.render import RayHits
+    from depth_ros.synthetic.raycast import RayHits
 
 DIFFUSE = 0.75
 EXPOSURE = 1.1

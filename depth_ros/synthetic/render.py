@@ -12,7 +12,6 @@ first, skipping faces whose rectangle is already entirely covered by something n
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -20,12 +19,11 @@ import numpy as np
 from depth_ros.geometry import PinholeCamera, normalised_pixel_coordinates
 from depth_ros.synthetic import materials
 from depth_ros.synthetic.pose import CameraPose
+from depth_ros.synthetic.raycast import FAR_CULL_M, RayHits, intersect_face, visible_faces
 from depth_ros.synthetic.scene import StreetScene
 
 MAX_DEPTH_M = 200.0
 NEAR_M = 0.05
-# Faces whose nearest point is further than this are not drawn (fog has swallowed them).
-FAR_CULL_M = 400.0
 SENSOR_NOISE_STD = 1.6 / 255.0
 # Light lost in the image corner farthest from the principal point, relative to the centre:
 # one lens per scene (so per drive), drawn from this range; a mild, KITTI-like darkening.
@@ -45,24 +43,6 @@ _STREAM_LENS = 10
 _QUAD = np.array([[0, 0], [1, 0], [1, 1], [0, 1]])
 
 
-@dataclass(frozen=True, eq=False)
-class RayHits:
-    """What each pixel's ray hits.
-
-    ``depth`` H×W float32 (metres along the optical axis, inf for sky); ``face`` H×W int32
-    (index into the face arrays, −1 for ground or sky); ``dirs`` the three H×W world-frame
-    ray direction components; per face: ``face_box``, ``face_axis`` (0/1/2 = x/y/z normal)
-    and ``face_sign`` (±1, the outward normal's sign along that axis).
-    """
-
-    depth: np.ndarray
-    face: np.ndarray
-    dirs: tuple[np.ndarray, np.ndarray, np.ndarray]
-    face_box: np.ndarray
-    face_axis: np.ndarray
-    face_sign: np.ndarray
-
-
 def world_ray_directions(pose: CameraPose, camera: PinholeCamera
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World-frame ray directions (x, y, z components, H×W float32) with unit optical z."""
@@ -71,22 +51,6 @@ def world_ray_directions(pose: CameraPose, camera: PinholeCamera
     # Each component is affine in the normalised image coordinates: three broadcasts.
     dx, dy, dz = ((r[a, 0] * x + r[a, 1] * y) + r[a, 2] for a in range(3))
     return dx, dy, dz
-
-
-def _visible_faces(scene: StreetScene, origin: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Faces whose outer side holds the camera: (box, axis, sign, plane coordinate)."""
-    lo, hi = scene.box_min, scene.box_max
-    boxes, axes, signs, planes = [], [], [], []
-    for axis in range(3):
-        for sign, bound in ((-1, lo), (1, hi)):
-            idx = np.flatnonzero(sign * (origin[axis] - bound[:, axis]) > 0)
-            boxes.append(idx)
-            axes.append(np.full(len(idx), axis, np.int8))
-            signs.append(np.full(len(idx), sign, np.int8))
-            planes.append(bound[idx, axis])
-    return (np.concatenate(boxes), np.concatenate(axes), np.concatenate(signs),
-            np.concatenate(planes))
 
 
 def _face_rectangles(scene: StreetScene, pose: CameraPose, camera: PinholeCamera,
@@ -141,7 +105,7 @@ def cast_rays(scene: StreetScene, pose: CameraPose, camera: PinholeCamera) -> Ra
         np.copyto(depth, ground_t, where=ground_t > 0)
     face = np.full(depth.shape, -1, dtype=np.int32)
 
-    box, axis, sign, plane = _visible_faces(scene, o)
+    box, axis, sign, plane = visible_faces(scene, o)
     rect, near = _face_rectangles(scene, pose, camera, box, axis, plane)
     keep = np.flatnonzero((rect[:, 0] < rect[:, 1]) & (rect[:, 2] < rect[:, 3])
                           & (near < FAR_CULL_M))
@@ -151,30 +115,9 @@ def cast_rays(scene: StreetScene, pose: CameraPose, camera: PinholeCamera) -> Ra
     lo, hi = scene.box_min, scene.box_max
     with np.errstate(invalid="ignore"):  # 0 · inf for rays exactly parallel to a face: no hit
         for i in range(len(box)):
-            _intersect_face(depth, face, dirs, inv, o, rect[i], near[i], axis[i],
+            intersect_face(depth, face, dirs, inv, o, rect[i], near[i], axis[i],
                             plane[i], lo[box[i]], hi[box[i]], i)
     return RayHits(depth, face, dirs, box, axis, sign)
-
-
-def _intersect_face(depth: np.ndarray, face: np.ndarray, dirs: tuple[np.ndarray, ...],
-                    inv: list[np.ndarray], o: np.ndarray, rect: np.ndarray, near: float,
-                    a: int, plane: float, lo: np.ndarray, hi: np.ndarray, index: int) -> None:
-    """Depth-test one axis-aligned face on the pixels of its screen rectangle, in place."""
-    u0, u1, v0, v1 = rect
-    region = (slice(v0, v1), slice(u0, u1))
-    depth_region = depth[region]
-    if depth_region.max() < near:  # already hidden behind nearer surfaces
-        return
-    t = inv[a][region] * np.float32(plane - o[a])
-    hit = t > 0
-    hit &= t < depth_region
-    # Compare the in-plane offsets from the camera with the face's bounds, shifted once.
-    for ax in ((a + 1) % 3, (a + 2) % 3):
-        p = dirs[ax][region] * t
-        hit &= p >= np.float32(lo[ax] - o[ax])
-        hit &= p <= np.float32(hi[ax] - o[ax])
-    np.copyto(depth_region, t, where=hit)
-    np.copyto(face[region], np.int32(index), where=hit)
 
 
 def render_frame(scene: StreetScene, pose: CameraPose, camera: PinholeCamera, *,

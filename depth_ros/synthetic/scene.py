@@ -200,17 +200,3 @@ class StreetScene:
             box_detail=np.concatenate([self.box_detail, new["detail"]]),
             box_pattern=np.concatenate([self.box_pattern, new["pattern"]]),
             box_velocity=np.concatenate([self.box_velocity, new["velocity"]]))
-
-    @classmethod
-    def generate(cls, seed: int, x_min_m: float = -40.0, x_max_m: float = 400.0,
-                 ego_lane_clear_until_m: float | None = None) -> StreetScene:
-        """The street of ``seed`` between ``x_min_m`` and ``x_max_m``.
-
-        Cars in the ego lane are only placed beyond ``ego_lane_clear_until_m`` (default
-        ``x_min_m``, i.e. none), so a camera driving down the ego lane up to there never
-        enters one. See ``procedural.generate_street``.
-        """
-        # Imported here: the generator builds on this module's types.
-        from depth_ros.synthetic.procedural import generate_street
-
-        return generate_street(seed, x_min_m, x_max_m, ego_lane_clear_until_m)

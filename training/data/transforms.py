@@ -1,10 +1,13 @@
-"""Augmentations that keep the intrinsics consistent with the pixels.
+"""The training transforms: every augmentation of a sample, in one place.
 
-A sample is a dict of numpy arrays: ``rgb`` H×W×3 float32 in [0, 1], ``depth`` and
-``sparse_depth`` H×W float32 metres (0 = no data), ``K`` 3×3 float64. Every geometric
-transform moves ``K`` with the pixels, so back-projecting a pixel with the new K gives the
-same 3-D point as before (mirrored by a flip). Random draws come from torch's global
-generator, which the trainer seeds and checkpoints and DataLoader reseeds per worker.
+Numpy samples first: a sample is a dict of numpy arrays, ``rgb`` H×W×3 float32 in [0, 1],
+``depth`` and ``sparse_depth`` H×W float32 metres (0 = no data), ``K`` 3×3 float64. Every
+geometric transform moves ``K`` with the pixels, so back-projecting a pixel with the new K gives
+the same 3-D point as before (mirrored by a flip). Then ``to_tensors``; then the tensor-level
+augmentation of a dataset item (``TensorAugment``: the engine drives' flip and colour jitter,
+LiDAR dropout and thinning for fusion models); last, the strong perturbations of
+pseudo-labelled samples and CutMix. Random draws come from torch's global generator, which the
+trainer seeds and checkpoints and DataLoader reseeds per worker (CutMix: an explicit one).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import torch
 
 from depth_ros.geometry import PinholeCamera, resize_sparse_depth
+from training.config import AugmentConfig
 
 Sample = dict[str, np.ndarray]
 DEPTH_KEYS = ("depth", "sparse_depth")
@@ -54,6 +58,12 @@ def hflip(sample: Sample) -> Sample:
     return out
 
 
+def resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize sparse or dense ground truth by nearest pixel centre: never blends a depth
+    with a neighbour's or with 'no data'."""
+    return cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
 def resize(sample: Sample, width: int, height: int) -> Sample:
     """Resize to ``width × height``: RGB interpolated, ground truth by nearest pixel centre,
     sparse depth scattered point by point; K as ``PinholeCamera.resized`` (pixel centres)."""
@@ -63,8 +73,7 @@ def resize(sample: Sample, width: int, height: int) -> Sample:
     out["rgb"] = cv2.resize(sample["rgb"], (width, height),
                             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     if "depth" in sample:
-        out["depth"] = cv2.resize(sample["depth"], (width, height),
-                                  interpolation=cv2.INTER_NEAREST_EXACT)
+        out["depth"] = resize_depth(sample["depth"], width, height)
     if "sparse_depth" in sample:
         out["sparse_depth"] = resize_sparse_depth(sample["sparse_depth"], width, height)
     out["K"] = PinholeCamera.from_K(sample["K"], src_w, src_h).resized(width, height).K
@@ -147,20 +156,6 @@ class Resize:
         return resize(sample, self.width, self.height)
 
 
-class RandomScale:
-    """Resize by a factor drawn uniformly from ``[low, high]`` (both axes alike)."""
-
-    def __init__(self, low: float = 1.0, high: float = 1.5) -> None:
-        if not 0 < low <= high:
-            raise ValueError(f"scale range must satisfy 0 < low <= high, got {low}, {high}")
-        self.low, self.high = low, high
-
-    def __call__(self, sample: Sample) -> Sample:
-        factor = _uniform(self.low, self.high)
-        height, width = _size(sample)
-        return resize(sample, max(1, round(width * factor)), max(1, round(height * factor)))
-
-
 class ColorJitter:
     """Brightness, contrast and saturation factors drawn from [1 − x, 1 + x] (RGB only)."""
 
@@ -210,6 +205,75 @@ def to_tensors(sample: Sample) -> dict[str, torch.Tensor]:
         out["depth_mask" if key == "depth" else "sparse_mask"] = depth > 0
     out["K"] = torch.from_numpy(np.asarray(sample["K"], dtype=np.float32))
     return out
+
+
+# --- Tensor-level augmentation of dataset items -----------------------------------------------
+# Engine drives are held in memory at the input size, so their flip and colour jitter act on the
+# item's tensors (``augment_pair``); benchmark frames flip and jitter as numpy samples inside
+# their geometry stack (``RandomHorizontalFlip``, ``ColorJitter``). Each keeps the stream of
+# draws, and so the results, of the runs and models trained with it.
+
+
+def _factor(spread: float) -> float:
+    return 1.0 + spread * (2.0 * torch.rand(()).item() - 1.0)
+
+
+def augment_pair(image: torch.Tensor, depth: torch.Tensor, config: AugmentConfig,
+                 sparse: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """Random horizontal flip (image, depth and ``sparse`` if given) and
+    brightness/contrast/saturation jitter (image only); returns ``(image, depth)``, or
+    ``(image, depth, sparse)`` when ``sparse`` is given.
+
+    Draws from torch's global generator, which the trainer seeds and checkpoints.
+    """
+    if torch.rand(()).item() < config.hflip_prob:
+        image, depth = image.flip(-1), depth.flip(-1)
+        sparse = None if sparse is None else sparse.flip(-1)
+    # Rec. 601 luma, as torchvision's colour jitter uses.
+    gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
+    image = image * _factor(config.brightness)
+    image = (image - gray.mean()) * _factor(config.contrast) + gray.mean()
+    gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
+    image = (image - gray) * _factor(config.saturation) + gray
+    if sparse is None:
+        return image.clamp(0.0, 1.0), depth
+    return image.clamp(0.0, 1.0), depth, sparse
+
+
+def augment_lidar(sparse: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
+    """With probability ``lidar_drop_prob`` no LiDAR at all (all zeros); else each return kept
+    with probability f, f drawn from [``lidar_keep_min``, ``lidar_keep_max``] (a sparser
+    sensor). Draws from torch's global generator."""
+    if config.lidar_drop_prob > 0 and torch.rand(()).item() < config.lidar_drop_prob:
+        return torch.zeros_like(sparse)
+    if config.lidar_keep_min >= 1.0:
+        return sparse
+    keep = config.lidar_keep_min + (config.lidar_keep_max - config.lidar_keep_min) * float(
+        torch.rand(()).item())
+    return torch.where(torch.rand(sparse.shape) < keep, sparse, torch.zeros_like(sparse))
+
+
+class TensorAugment:
+    """Training-time augmentation of an item ``(image, depth[, sparse_depth])``.
+
+    Args:
+        config: the ``augment:`` settings.
+        photometric: flip and colour-jitter the tensors (``augment_pair``); false where the
+            numpy stack already did (benchmark frames).
+    """
+
+    def __init__(self, config: AugmentConfig, photometric: bool) -> None:
+        self.config, self.photometric = config, photometric
+
+    def __call__(self, *item: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        image, depth, *rest = item
+        sparse = rest[0] if rest else None
+        if self.photometric:
+            image, depth, *rest = augment_pair(image, depth, self.config, sparse)
+            sparse = rest[0] if rest else None
+        if sparse is None:
+            return image, depth
+        return image, depth, augment_lidar(sparse, self.config)
 
 
 # --- Strong perturbations for pseudo-labelled samples (Depth Anything's data engine) ----------

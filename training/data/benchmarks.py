@@ -12,19 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from torch.utils.data import Dataset
-
 from depth_ros.readers import (
     KittiCompletionSplit,
     KittiEigenSplit,
     NyuLabeled,
     NyuSync,
 )
-from training.config import AugmentConfig, ConfigError, TrainConfig
-from training.datasets import DataSplits, FrameReader, augment_lidar, frame_to_sample
-from training.distributed import DistContext
-from training.transforms import (
+from training.config import ConfigError, TrainConfig
+from training.data.sources import DataSplits, DepthDataset, FrameReader, frame_to_sample
+from training.data.transforms import (
     KB_CROP_HEIGHT,
     KB_CROP_WIDTH,
     CenterCrop,
@@ -35,46 +31,11 @@ from training.transforms import (
     RandomHorizontalFlip,
     Resize,
     Sample,
-    to_tensors,
+    TensorAugment,
 )
+from training.distributed import DistContext
 
 NYU_SIZE = (480, 640)  # height, width of NYU Depth v2 frames
-
-
-class ReaderFrames(Dataset):
-    """A reader's frames through ``transform`` as training tuples: ``(image, depth)``, or
-    ``(image, depth, sparse_depth)`` with ``lidar``; depth and LiDAR expressed for
-    ``canonical_focal_px`` (``· canonical / fx`` of the transformed frame).
-
-    Args:
-        reader: a ``depth_ros.readers`` reader.
-        transform: geometry (and, for training, flip and colour jitter) on numpy samples.
-        canonical_focal_px: the focal length the model learns depth for.
-        lidar: return the sparse depth too (fusion models).
-        augment: LiDAR dropout/thinning config for training; None for validation.
-    """
-
-    def __init__(self, reader: FrameReader, transform: Callable[[Sample], Sample],
-                 canonical_focal_px: float, lidar: bool = False,
-                 augment: AugmentConfig | None = None) -> None:
-        self.reader, self.transform = reader, transform
-        self.canonical_focal_px = float(canonical_focal_px)
-        self.lidar, self.augment = lidar, augment
-
-    def __len__(self) -> int:
-        return len(self.reader)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        sample = self.transform(frame_to_sample(self.reader.frame(index)))
-        scale = self.canonical_focal_px / float(sample["K"][0, 0])
-        tensors = to_tensors(sample)
-        image, depth = tensors["image"], tensors["depth"] * scale
-        if not self.lidar:
-            return image, depth
-        sparse = tensors["sparse_depth"] * scale
-        if self.augment is not None:
-            sparse = augment_lidar(sparse, self.augment)
-        return image, depth, sparse
 
 
 def geometry(config: TrainConfig, kitti: bool, train: bool) -> list[Callable[[Sample], Sample]]:
@@ -167,7 +128,7 @@ def _describe(config: TrainConfig, sizes: dict[str, int]) -> str:
             f"{data.crop} to {data.input_width}x{data.input_height}")
 
 
-def real_splits(config: TrainConfig, dist: DistContext, lidar: bool) -> DataSplits:
+def benchmark_splits(config: TrainConfig, dist: DistContext, lidar: bool) -> DataSplits:
     """The configured benchmark's sets; a missing path or a malformed file is a ConfigError."""
     kitti = config.data.dataset.startswith("kitti")
     try:
@@ -183,8 +144,8 @@ def real_splits(config: TrainConfig, dist: DistContext, lidar: bool) -> DataSpli
         raise ConfigError(f"{config.data.dataset} data: {str(exc).splitlines()[0]}") from exc
     focal = float(sample["K"][0, 0])
     return DataSplits(
-        ReaderFrames(readers["train"], build_transform(config, kitti, True), focal, lidar,
-                     config.augment),
-        ReaderFrames(readers["val"], build_transform(config, kitti, False), focal, lidar),
+        DepthDataset(readers["train"], focal, build_transform(config, kitti, True), lidar,
+                     TensorAugment(config.augment, photometric=False)),
+        DepthDataset(readers["val"], focal, build_transform(config, kitti, False), lidar),
         focal, _describe(config, {k: len(r) for k, r in readers.items()}))
 
