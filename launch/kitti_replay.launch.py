@@ -17,12 +17,14 @@ inside ``namespace``. With ``use_sim_time:=true`` our player also publishes /clo
 writes ``eval_report`` at the end of the bag (``idle_timeout_s``) and at shutdown.
 """
 
-from launch import LaunchDescription
+from launch import LaunchContext, LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
     ExecuteProcess,
     GroupAction,
     IncludeLaunchDescription,
+    OpaqueFunction,
+    SetEnvironmentVariable,
     TimerAction,
 )
 from launch.conditions import IfCondition
@@ -31,10 +33,19 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.substitutions import FindPackageShare
 
+from depth_ros.transport import transport_environment
+
 # Arguments handed unchanged to the included mono/fusion launch file.
 SHARED_ARGUMENTS = ("model_path", "backend", "namespace", "use_sim_time", "log_level", "rviz",
                     "fixed_frame", "image_topic", "camera_info_topic", "depth_topic",
                     "points_topic")
+
+
+def large_message_transport(context: LaunchContext) -> list:
+    """The shipped Fast DDS profile for the player, the nodes and RViz (docs/transport.md),
+    unless the user already chose a profile, FASTDDS_BUILTIN_TRANSPORTS or another RMW."""
+    return [SetEnvironmentVariable(name, value)
+            for name, value in transport_environment(context.environment).items()]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -122,7 +133,9 @@ def generate_launch_description() -> LaunchDescription:
                               default_value="/kitti/camera2/depth_groundtruth"),
         DeclareLaunchArgument("depth_topic", default_value="depth_ros/depth"),
         DeclareLaunchArgument("points_topic", default_value="depth_ros/points"),
-        # First: with rviz:=true and no rviz2, the included file refuses before any start.
+        # Both ends of every image topic need it: the player as much as the node.
+        OpaqueFunction(function=large_message_transport),
+        # Before any node: with rviz:=true and no rviz2, the included file refuses first.
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(
                 PathJoinSubstitution([launch_dir, "mono_depth.launch.py"])),

@@ -22,9 +22,11 @@ from launch.actions import (
     Shutdown,
 )
 from launch.conditions import IfCondition
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.substitutions import FindPackageShare
+
+from depth_ros.transport import transport_environment
 
 
 def require_rviz(context: LaunchContext) -> list:
@@ -38,6 +40,13 @@ def require_rviz(context: LaunchContext) -> list:
                            "AMENT_PREFIX_PATH): install ros-$ROS_DISTRO-rviz2, or launch "
                            "with rviz:=false")
     return []
+
+
+def large_message_transport(context: LaunchContext) -> list:
+    """The shipped Fast DDS profile for the nodes (docs/transport.md), unless the user
+    already chose a profile, FASTDDS_BUILTIN_TRANSPORTS or another RMW."""
+    return [SetEnvironmentVariable(name, value)
+            for name, value in transport_environment(context.environment).items()]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -82,10 +91,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("depth_topic", default_value="depth_ros/depth"),
         DeclareLaunchArgument("points_topic", default_value="depth_ros/points"),
         OpaqueFunction(function=require_rviz, condition=IfCondition(rviz)),
-        # Fast DDS drops most large messages between processes with its default transports;
-        # a transport the user chose is kept.
-        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", EnvironmentVariable(
-            "FASTDDS_BUILTIN_TRANSPORTS", default_value="LARGE_DATA")),
+        # Fast DDS's default transports lose most large images between processes.
+        OpaqueFunction(function=large_message_transport),
         GroupAction([
             PushRosNamespace(namespace),
             Node(

@@ -66,6 +66,7 @@ STARTED_RE = re.compile(r"\[INFO\] \[(?P<name>[\w.]+)-\d+\]: process started wit
 # The depth node's INFO line naming its model (logger: <namespace>.mono_depth_node).
 MODEL_LINE = re.compile(r"\[INFO\] \[[\d.]+\] \[[\w.]*mono_depth_node\]: model ")
 PLAYER_DONE = re.compile(r"\[depth_ros_bag_play-\d+\]: process has finished cleanly")
+PROFILE = "{share}/config/fastdds_large_data.xml"
 UP_TIMEOUT_S = 90  # model loading under CI load
 FX, WIDTH, HEIGHT = 120.0, 160, 64
 
@@ -231,14 +232,12 @@ def _frame(stamp: int) -> tuple[Image, CameraInfo]:
 
 
 def test_mono_launch_graph_parameters_and_depth(workspace, tmp_path):
-    env = dict(workspace["env"])
-    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)  # the launch file's default applies
     ns = "/lt_mono"
     launch = Launch(workspace, "mono_depth.launch.py", "namespace:=lt_mono",
                     "image_topic:=/lt_cam/image",  # absolute: stays outside the namespace
                     "camera_info_topic:=lt_cam/info",  # relative: inside it
                     "backend:=onnxruntime", "use_sim_time:=true", "log_level:=warn",
-                    log=tmp_path / "launch.log", env=env)
+                    log=tmp_path / "launch.log")
     listener = Listener(ns, {"depth_ros/depth": Image})
     try:
         _wait_for_node(listener, "mono_depth_node", ns, launch, subscriptions=3)
@@ -271,7 +270,10 @@ def test_mono_launch_graph_parameters_and_depth(workspace, tmp_path):
         assert depth.header.frame_id == "camera_02_optical_frame"
 
         node_pid = launch.pids()["mono_depth_node"]
-        assert _environ(node_pid)["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+        # The transport this process chose (conftest: LARGE_DATA) is kept, not overridden.
+        environ = _environ(node_pid)
+        assert environ["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+        assert "FASTDDS_DEFAULT_PROFILES_FILE" not in environ
         assert launch.stop() == 0, launch.text()[-4000:]
         assert not _alive(node_pid), "the node outlived its launch"
     finally:
@@ -458,7 +460,7 @@ def test_rviz_gets_config_fixed_frame_and_remaps_and_closing_it_ends_the_launch(
                      "/depth_ros/depth/colored:=depth_ros/depth/colored",
                      "/depth_ros/points:=depth_ros/points", "__node:=rviz2", "__ns:=/lt_rviz"):
             assert rule in ros_args, (rule, ros_args)
-        assert transports == "LARGE_DATA"
+        assert transports == "LARGE_DATA"  # the user's choice reaches RViz too
         node_pid = launch.pids()["mono_depth_node"]
         quit_file.write_text("")  # RViz closed: everything comes down
         launch.proc.wait(timeout=60)
@@ -469,6 +471,30 @@ def test_rviz_gets_config_fixed_frame_and_remaps_and_closing_it_ends_the_launch(
     assert "process[rviz2-2] was required: shutting down" in launch.text(), launch.text()
 
 
+def test_shipped_transport_profile_where_none_was_chosen(workspace, tmp_path):
+    env = dict(workspace["env"])
+    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+    launch = Launch(workspace, "mono_depth.launch.py", "namespace:=lt_profile", env=env,
+                    log=tmp_path / "launch.log")
+    profile = PROFILE.format(**workspace)
+    try:
+        _wait_for(lambda: "mono_depth_node" in launch.pids(), 60, launch, "no node started")
+        environ = _environ(launch.pids()["mono_depth_node"])
+        assert environ["FASTDDS_DEFAULT_PROFILES_FILE"] == profile
+        assert "FASTDDS_BUILTIN_TRANSPORTS" not in environ
+        # Another process on the same profile finds the node (this process runs LARGE_DATA,
+        # which does not discover participants on the profile: measured here).
+        probe = {**env, "FASTDDS_DEFAULT_PROFILES_FILE": profile}
+        found = ""
+        deadline = time.monotonic() + 60
+        while "/lt_profile/mono_depth_node" not in found and time.monotonic() < deadline:
+            found = subprocess.run([str(ROS2), "node", "list", "--no-daemon"], env=probe,
+                                   capture_output=True, text=True, timeout=60).stdout
+        assert "/lt_profile/mono_depth_node" in found, (found, launch.text())
+    finally:
+        launch.stop()
+
+
 def test_user_transport_choice_is_kept(workspace, tmp_path):
     # Only the environment matters here: the node is checked, not its traffic.
     env = dict(workspace["env"])
@@ -477,8 +503,9 @@ def test_user_transport_choice_is_kept(workspace, tmp_path):
                     log=tmp_path / "launch.log")
     try:
         _wait_for(lambda: "mono_depth_node" in launch.pids(), 60, launch, "no node started")
-        assert _environ(launch.pids()["mono_depth_node"])["FASTDDS_BUILTIN_TRANSPORTS"] == \
-            "UDPv4"
+        environ = _environ(launch.pids()["mono_depth_node"])
+        assert environ["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4"
+        assert "FASTDDS_DEFAULT_PROFILES_FILE" not in environ  # not both (docs/transport.md)
     finally:
         launch.stop()
 
