@@ -10,13 +10,21 @@
     torchrun --nproc_per_node 4 training/train.py --config ...  # one process per GPU
 
 Writes ``<output_dir>/<name>/``: config.yaml, last.pt, best.pt, step_<step>.pt,
-metrics.jsonl, tensorboard/ (rank 0 only).
+metrics.jsonl, tensorboard/ (rank 0 only), locked for the run (.train.lock: a second trainer
+on the same run directory refuses to start).
+
+Ctrl-C or SIGTERM saves last.pt at the end of the current step and exits (code 130 / 143)
+with one line naming the checkpoint and the command that resumes from it; a second Ctrl-C
+quits at once without saving.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +38,9 @@ from depth_ros.models.checkpoints import CheckpointError  # noqa: E402
 from training.checkpoint import find_latest_checkpoint  # noqa: E402
 from training.config import ConfigError, TrainConfig, load_config  # noqa: E402
 from training.distributed import DistContext, init_distributed  # noqa: E402
-from training.trainer import Trainer, TrainingDivergedError  # noqa: E402
+from training.run_lock import RunDirError, RunLock  # noqa: E402
+from training.stopping import Interrupted, StopSignals, exit_code, signal_name  # noqa: E402
+from training.trainer import Trainer, TrainingDivergedError, TrainingStopped  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,10 +72,43 @@ def resume_path(resume: str | None, config: TrainConfig, run_dir: Path,
     return path
 
 
+def resume_command(args: argparse.Namespace, checkpoint: str | Path,
+                   context: DistContext | None = None) -> str:
+    """The command line that continues this run from ``checkpoint``: this one's config and
+    overrides, under the same launcher."""
+    script = sys.argv[0] or "training/train.py"
+    if context is not None and context.is_distributed:
+        nproc = os.environ.get("LOCAL_WORLD_SIZE", str(context.world_size))
+        launcher = ["torchrun", "--nproc_per_node", nproc]
+    else:
+        python = shutil.which("python")
+        same = python is not None and Path(python).resolve() == Path(sys.executable).resolve()
+        launcher = ["python" if same else sys.executable]
+    return shlex.join([*launcher, script, "--config", str(args.config), *args.overrides,
+                       "--resume", str(checkpoint)])
+
+
+def claim_run_dir(run_dir: Path, context: DistContext) -> RunLock | None:
+    """Rank 0 creates and locks the run directory; every rank raises the same one-line
+    ``RunDirError`` when that fails (before any data is read)."""
+    lock, error = None, None
+    if context.is_main:
+        try:
+            lock = RunLock(run_dir).acquire()
+        except RunDirError as exc:
+            error = str(exc)
+    error = context.broadcast(error)
+    if error is not None:
+        raise RunDirError(error)
+    return lock
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
-    context = None
+    context = lock = None
+    # torchrun forwards the signal it gets to workers that already had it from the terminal.
+    stop = StopSignals(launcher_forwards="TORCHELASTIC_RUN_ID" in os.environ).install()
     try:
         config = load_config(args.config, args.overrides)
         context = init_distributed(config.device)
@@ -73,11 +116,24 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO if context.is_main else logging.WARNING,
                             format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         run_dir = Path(config.output_dir) / config.name
+        stop.verbose = context.is_main
+        stop.quit_hint = ("resume from the newest complete checkpoint with: "
+                          + resume_command(args, "auto", context))
+        lock = claim_run_dir(run_dir, context)
         resume = resume_path(args.resume, config, run_dir, context)
-        trainer = Trainer(config, run_dir, context)
+        trainer = Trainer(config, run_dir, context, stop=stop)
         if resume is not None:
             trainer.resume(resume)
         val = trainer.fit()
+    except TrainingStopped as exc:
+        if context.is_main:
+            print(f"train.py: {exc}; resume with: "
+                  f"{resume_command(args, exc.checkpoint, context)}", file=sys.stderr)
+        return exit_code(exc.signum)
+    except Interrupted as exc:
+        print(f"train.py: {_where(context)}interrupted by {signal_name(exc.signum)} before "
+              "training started: nothing saved", file=sys.stderr)
+        return exit_code(exc.signum)
     except (ConfigError, CheckpointError) as exc:
         print(f"train.py: error: {_where(context)}{exc}", file=sys.stderr)
         return 2
@@ -85,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: training diverged: {_where(context)}{exc}", file=sys.stderr)
         return 1
     finally:
+        stop.restore()
+        if lock is not None:
+            lock.release()
         if context is not None:
             context.close()
     if not context.is_main:
