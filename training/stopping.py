@@ -57,7 +57,7 @@ class StopSignals:
         launcher_forwards: the process runs under a launcher (``torchrun``) that forwards the
             signal it receives to its workers, which then see Ctrl-C twice (from the terminal
             and from the launcher): repeated signals are then one request, and the launcher's
-            own deadline (SIGKILL after 30 s) is the way out.
+            own deadline (SIGKILL after 30 s by default) is the way out.
         quit_hint: what the forced-quit line tells the user to run to resume.
     """
 
