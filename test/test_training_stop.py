@@ -341,3 +341,34 @@ def test_sigterm_to_one_ddp_rank_stops_both_at_one_step(tiny: Path, tmp_path: Pa
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"at step {step}" in resumed.stderr
     assert load_checkpoint(run_dir / "last.pt")["step"] == step + 2
+
+
+# The pieces, in process ----------------------------------------------------------------------
+
+def test_run_lock_is_exclusive_and_a_run_that_never_started_leaves_nothing(
+        tmp_path: Path) -> None:
+    from training.run_lock import LOCK_NAME, RunDirError, RunLock
+
+    run_dir = tmp_path / "out" / "run"
+    with RunLock(run_dir) as lock:
+        assert lock.held and (run_dir / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+        # flock is per open file: a second claim, even from this process, is refused.
+        with pytest.raises(RunDirError, match=rf"in use by another trainer \(pid {os.getpid()}"):
+            RunLock(run_dir).acquire()
+    assert not (tmp_path / "out").exists()  # created for nothing: removed again
+    with RunLock(run_dir):
+        (run_dir / "config.yaml").write_text("name: run\n")
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME, "config.yaml"]
+    with RunLock(run_dir):  # free again once released
+        pass
+
+
+def test_metrics_past_the_checkpoint_and_torn_lines_are_dropped(tmp_path: Path) -> None:
+    from training.run_log import drop_records_after
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 4, "train_loss": 1.0}\n{"step": 8, "train_loss": 0.5}\n'
+                    '{"step": 12, "train_loss": 0.25}\n{"step": 16, "tra')
+    assert drop_records_after(path, 8) == 2
+    assert path.read_text() == '{"step": 4, "train_loss": 1.0}\n{"step": 8, "train_loss": 0.5}\n'
+    assert drop_records_after(path, 8) == 0 and drop_records_after(tmp_path / "none", 3) == 0

@@ -43,6 +43,7 @@ class RunLock:
         self.path = self.run_dir / LOCK_NAME
         self._fd: int | None = None
         self._fork_hook_registered = False
+        self._created: list[Path] = []  # directories acquire() made, deepest first
 
     @property
     def held(self) -> bool:
@@ -52,6 +53,7 @@ class RunLock:
     def acquire(self) -> RunLock:
         """Create the run directory if needed and lock it; ``RunDirError`` (one line) when
         that is impossible or another process holds it."""
+        missing = [d for d in [self.run_dir, *self.run_dir.parents] if not d.exists()]
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -87,6 +89,7 @@ class RunLock:
             raise RunDirError(f"output_dir: cannot write in the run directory {self.run_dir}: "
                               f"{exc.strerror or exc}") from exc
         self._fd = fd
+        self._created = missing
         if not self._fork_hook_registered:
             # A forked child (a DataLoader worker) shares the locked file; closing its copy
             # keeps the lock's life the trainer's own, and leaves the parent's lock held.
@@ -100,10 +103,25 @@ class RunLock:
             self._fd = None
 
     def release(self) -> None:
-        """Unlock (the file stays: removing it would race with a trainer about to lock it)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Unlock. A run directory this lock created and nothing else wrote to (the run failed
+        before it started) goes again, so a mistyped command leaves no trace; otherwise the
+        lock file stays (removing it would race with a trainer about to lock it)."""
+        if self._fd is None:
+            return
+        try:
+            leftover = [p.name for p in self.run_dir.iterdir()]
+        except OSError:
+            leftover = None
+        if self._created and leftover == [LOCK_NAME]:
+            # Unlinked while still locked: another trainer opening it now gets a new file.
+            self.path.unlink(missing_ok=True)
+            for directory in self._created:
+                try:
+                    directory.rmdir()
+                except OSError:  # something else appeared in it meanwhile: keep it
+                    break
+        os.close(self._fd)
+        self._fd = None
 
     def __enter__(self) -> RunLock:
         return self.acquire()
