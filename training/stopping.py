@@ -49,6 +49,13 @@ def _say(line: str) -> None:
     os.write(sys.stderr.fileno(), f"\n{line}\n".encode())
 
 
+def ignore_stop_signals() -> None:
+    """In a helper process (a DataLoader worker): ignore SIGINT and SIGTERM, which a terminal
+    or a scheduler sends to the whole process group; the trainer stops its workers itself."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 class StopSignals:
     """SIGINT and SIGTERM as a request to stop at the next step boundary.
 
@@ -99,8 +106,7 @@ class StopSignals:
 
     def _in_child(self) -> None:
         if self._previous:  # installed in the parent at fork time
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, signal.SIG_IGN)
+            ignore_stop_signals()
             self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

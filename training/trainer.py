@@ -58,7 +58,7 @@ from training.pseudo import (
     pseudo_label_loss,
 )
 from training.run_log import RunLog, require_tensorboard
-from training.stopping import StopSignals, signal_name
+from training.stopping import StopSignals, ignore_stop_signals, signal_name
 
 LOG = logging.getLogger("depth_ros.training")
 
@@ -106,6 +106,13 @@ def _loader_seed(*keys: int) -> int:
     # Independent streams for every (seed, rank, epoch, offset): the loader's draw of the
     # worker seeds then depends on where the run is, not on what ran before.
     return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0])
+
+
+def _seed_worker_ignoring_stop_signals(worker_id: int) -> None:
+    # After the DataLoader's own handlers (SIGTERM kills a worker by default): a stop signal to
+    # the process group must reach the trainer alone, which finishes the step with its workers.
+    ignore_stop_signals()
+    seed_worker(worker_id)
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -454,9 +461,10 @@ class Trainer:
         sampler = EpochSampler(len(self.train_set), self.config.seed, rank=self.dist.rank,
                                num_replicas=self.dist.world_size)
         workers = self.config.data.num_workers
+        init = seed_worker if self.stop is None else _seed_worker_ignoring_stop_signals
         loader = DataLoader(self.train_set, batch_size=self.step_batch, sampler=sampler,
                             drop_last=True, num_workers=workers,
-                            worker_init_fn=seed_worker if workers else None,
+                            worker_init_fn=init if workers else None,
                             generator=torch.Generator(),
                             pin_memory=self.device.type == "cuda")
         return loader, sampler
