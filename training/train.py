@@ -39,8 +39,16 @@ from training.checkpoint import find_latest_checkpoint  # noqa: E402
 from training.config import ConfigError, TrainConfig, load_config  # noqa: E402
 from training.distributed import DistContext, init_distributed  # noqa: E402
 from training.run_lock import RunDirError, RunLock  # noqa: E402
-from training.stopping import Interrupted, StopSignals, exit_code, signal_name  # noqa: E402
+from training.stopping import (  # noqa: E402
+    STOP_SIGNALS,
+    Interrupted,
+    StopSignals,
+    exit_code,
+    signal_name,
+)
 from training.trainer import Trainer, TrainingDivergedError, TrainingStopped  # noqa: E402
+
+STOP_EXIT_CODES = {exit_code(signum) for signum in STOP_SIGNALS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,11 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: training diverged: {_where(context)}{exc}", file=sys.stderr)
         return 1
     finally:
-        stop.restore()
-        if lock is not None:
-            lock.release()
         if context is not None:
             context.close()
+        if lock is not None:
+            lock.release()
+        # A stopping process keeps its handlers to the end: torchrun sends SIGTERM to the
+        # ranks still running when one exits, and those are on their way out already.
+        if not stop.requested:
+            stop.restore()
     if not context.is_main:
         return 0
     if val:
@@ -159,4 +170,13 @@ def _where(context: DistContext | None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code in STOP_EXIT_CODES:
+        # Stopped: everything is saved and closed. Skip the interpreter's teardown (seconds
+        # with torch loaded, and the stop handlers are gone during it): torchrun sends SIGTERM
+        # to the ranks still running when one exits, which would turn 143 into a kill.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
