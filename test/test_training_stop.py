@@ -176,6 +176,25 @@ def test_second_sigint_quits_at_once_and_keeps_a_complete_checkpoint(tiny: Path,
     assert latest is not None and load_checkpoint(latest)["step"] >= 1
 
 
+@pytest.mark.parametrize("delay_s", [0.3, 2.5])
+def test_a_signal_before_the_first_step_is_one_line_and_leaves_nothing(
+        tiny: Path, tmp_path: Path, delay_s: float) -> None:
+    log = tmp_path / "train.log"
+    proc = _start(_train("--config", str(tiny / "tiny.yaml"), f"output_dir={tmp_path / 'out'}",
+                         "max_steps=100000"), log)
+    time.sleep(delay_s)  # importing torch, or building the data
+    if (tmp_path / "out" / "tiny" / "last.pt").exists():
+        proc.kill()
+        pytest.skip("training had started already: this machine is faster than assumed")
+    proc.send_signal(signal.SIGINT)
+    code, lines = _finish(proc, log)
+    assert code == 128 + signal.SIGINT
+    assert len(lines) == 1 and re.fullmatch(
+        r"train\.py: interrupted by SIGINT (while starting|before training started): "
+        r"nothing saved", lines[0]), lines
+    assert not (tmp_path / "out").exists()
+
+
 # Bad run directories -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["parent_is_a_file", "run_dir_is_a_file"])

@@ -25,8 +25,21 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import sys
 from pathlib import Path
+
+
+def _quit_while_starting(signum: int, frame: object) -> None:
+    os.write(2, f"train.py: interrupted by {signal.Signals(signum).name} while starting: "
+                "nothing saved\n".encode())
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__":
+    # Importing torch takes seconds: a Ctrl-C then is one line, not an import traceback.
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signum, _quit_while_starting)
 
 # Run as a script from the repository root: import `training` as a package from there, and
 # keep training/ itself off sys.path so its module names cannot shadow installed packages.
