@@ -56,7 +56,7 @@ setup(
             f"make_synthetic_drive = {PACKAGE}.synthetic.cli:main",
             f"depth_ros_demo = {PACKAGE}.demo:main",
             f"kitti_to_bag = {PACKAGE}.bags.kitti_to_bag:main",
-            f"depth_ros_bag_play = {PACKAGE}.bags.play:main",
+            f"depth_ros_bag_play = {PACKAGE}.ros.bag_play:main",
             f"depth_eval_node = {PACKAGE}.ros.depth_eval_node:main",
         ],
     },

@@ -22,8 +22,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from depth_ros.bags.kitti_to_bag import ConversionOptions, convert_drive
-from depth_ros.bags.play import BagPlayer, PlayOptions
 from depth_ros.bags.topics import BagTopics
+from depth_ros.ros.bag_play import BagPlayer, PlayOptions
 from depth_ros.ros.qos import make_qos
 from depth_ros.synthetic import write_synthetic_drive
 

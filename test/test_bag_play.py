@@ -20,9 +20,10 @@ from rosbags.rosbag2 import Writer
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from depth_ros.bags import messages, play, topics
+from depth_ros.bags import messages, topics
 from depth_ros.bags.kitti_to_bag import ConversionOptions, convert_drive
-from depth_ros.bags.play import (
+from depth_ros.ros import bag_play as play
+from depth_ros.ros.bag_play import (
     TF_STATIC_DEPTH,
     BagPlayer,
     PlayOptions,

@@ -250,7 +250,7 @@ def test_node_process_writes_when_idle_and_at_shutdown(tmp_path):
     try:
         assert _spin_until([pub.executor], lambda: pub.gt.get_subscription_count() >= 1
                            and pub.depth.get_subscription_count() >= 1, 60), log.read_text()
-        time.sleep(2.0)  # the node's side of the match (see bags/play.py MATCH_SETTLE_S)
+        time.sleep(2.0)  # the node's side of the match (see ros/bag_play.py MATCH_SETTLE_S)
         for i, (pred, gt) in enumerate(pairs):
             stamp = BASE_NS + i * 100_000_000
             pub.depth.publish(depth_to_image(pred, _header(stamp)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from depth_ros.kitti import KittiRawCalibration, write_calib_file
-from depth_ros.ros.extrinsics import (
+from depth_ros.sensors.extrinsics import (
     BODY_TO_OPTICAL,
     ExtrinsicsError,
     finite_points,

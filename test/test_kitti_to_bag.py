@@ -14,6 +14,7 @@ from depth_ros.bags import kitti_to_bag, messages, topics
 from depth_ros.bags.drive_source import DriveSource
 from depth_ros.bags.kitti_to_bag import ConversionOptions, convert_drive
 from depth_ros.kitti import KittiFormatError, read_depth_png, read_rgb_png, read_timestamps_ns
+from depth_ros.sensors.tf_lookup import quaternion_to_matrix
 from depth_ros.synthetic import plan_drive, rig, write_synthetic_drive
 from depth_ros.synthetic.drive import CAMERA_INDEX
 
@@ -45,7 +46,7 @@ def _stamp_ns(msg) -> int:
 def _matrix(transform) -> np.ndarray:
     t, q = transform.translation, transform.rotation
     out = np.eye(4)
-    out[:3, :3] = messages.matrix_from_quaternion((q.x, q.y, q.z, q.w))
+    out[:3, :3] = quaternion_to_matrix(q.x, q.y, q.z, q.w)
     out[:3, 3] = (t.x, t.y, t.z)
     return out
 
@@ -181,7 +182,7 @@ def test_oxts_gives_tf_imu_and_fix_along_the_drive(converted, drive):
         assert imu.header.frame_id == topics.IMU_FRAME
         assert imu.linear_acceleration.z == pytest.approx(packets["az"][i])  # gravity in it
         q = imu.orientation
-        rotation = messages.matrix_from_quaternion((q.x, q.y, q.z, q.w))
+        rotation = quaternion_to_matrix(q.x, q.y, q.z, q.w)
         assert np.arctan2(rotation[1, 0], rotation[0, 0]) == pytest.approx(packets["yaw"][i])
         _, fix = bag[NAMES.gps_fix][i]
         assert (fix.latitude, fix.longitude) == (packets["lat"][i], packets["lon"][i])

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from depth_ros.ros.sync import NS_PER_S, NearestStampSync
+from depth_ros.sensors.sync import NS_PER_S, NearestStampSync
 
 
 def ns(seconds: float) -> int:

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
 
-from depth_ros.ros.extrinsics import (
+from depth_ros.sensors.extrinsics import (
     BODY_TO_OPTICAL,
     ExtrinsicsError,
     explicit_extrinsics,
     load_extrinsics,
     transform_points,
 )
-from depth_ros.ros.tf_lookup import (
+from depth_ros.sensors.tf_lookup import (
     TfExtrinsics,
     describe_transform,
     quaternion_to_matrix,

@@ -76,6 +76,14 @@ class DistContext:
         """Whether ``flag`` is true on any rank (every rank gets the same answer)."""
         return self.sum([float(flag)])[0] > 0 if self.is_distributed else flag
 
+    def max(self, value: float) -> float:
+        """The largest ``value`` over the ranks (every rank gets the same answer)."""
+        if not self.is_distributed:
+            return float(value)
+        tensor = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return float(tensor.item())
+
     def mean(self, value: float) -> float:
         """``value`` averaged over the ranks."""
         return self.sum([value])[0] / self.world_size

@@ -10,21 +10,35 @@
     torchrun --nproc_per_node 4 training/train.py --config ...  # one process per GPU
 
 Writes ``<output_dir>/<name>/``: config.yaml, last.pt, best.pt, step_<step>.pt,
-metrics.jsonl, tensorboard/ (rank 0 only).
+metrics.jsonl, tensorboard/ (rank 0 only), locked for the run (.train.lock: a second trainer
+on the same run directory refuses to start).
+
+Ctrl-C or SIGTERM saves last.pt at the end of the current step and exits (code 130 / 143)
+with one line naming the checkpoint and the command that resumes from it; a second Ctrl-C
+quits at once without saving.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from depth_ros.models.checkpoints import CheckpointError
-from training.checkpoint import find_latest_checkpoint
+# Only cheap imports here: torch and the trainer load inside main(), once Ctrl-C is ours
+# (a signal while torch imports is then one line, not an import traceback).
 from training.config import ConfigError, TrainConfig, load_config
-from training.distributed import DistContext, init_distributed
-from training.trainer import Trainer, TrainingDivergedError
+from training.run_lock import RunDirError, RunLock
+from training.stopping import STOP_SIGNALS, Interrupted, StopSignals, exit_code, signal_name
+
+if TYPE_CHECKING:
+    from training.distributed import DistContext
+
+STOP_EXIT_CODES = {exit_code(signum) for signum in STOP_SIGNALS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 def resume_path(resume: str | None, config: TrainConfig, run_dir: Path,
                 context: DistContext) -> Path | None:
     """The checkpoint to continue from, as rank 0 sees it, or None to start afresh."""
+    from training.checkpoint import find_latest_checkpoint
+
     if resume == "auto" or (resume is None and config.auto_resume):
         path = find_latest_checkpoint(run_dir) if context.is_main else None
         path = context.broadcast(path)
@@ -56,22 +72,73 @@ def resume_path(resume: str | None, config: TrainConfig, run_dir: Path,
     return path
 
 
+def resume_command(args: argparse.Namespace, checkpoint: str | Path,
+                   context: DistContext | None = None) -> str:
+    """The command line that continues this run from ``checkpoint``: this one's config and
+    overrides, under the same launcher."""
+    script = sys.argv[0] or "training/train.py"
+    if context is not None and context.is_distributed:
+        nproc = os.environ.get("LOCAL_WORLD_SIZE", str(context.world_size))
+        launcher = ["torchrun", "--nproc_per_node", nproc]
+    else:
+        python = shutil.which("python")
+        same = python is not None and Path(python).resolve() == Path(sys.executable).resolve()
+        launcher = ["python" if same else sys.executable]
+    return shlex.join([*launcher, script, "--config", str(args.config), *args.overrides,
+                       "--resume", str(checkpoint)])
+
+
+def claim_run_dir(run_dir: Path, context: DistContext) -> RunLock | None:
+    """Rank 0 creates and locks the run directory; every rank raises the same one-line
+    ``RunDirError`` when that fails (before any data is read)."""
+    lock, error = None, None
+    if context.is_main:
+        try:
+            lock = RunLock(run_dir).acquire()
+        except RunDirError as exc:
+            error = str(exc)
+    error = context.broadcast(error)
+    if error is not None:
+        raise RunDirError(error)
+    return lock
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
-    context = None
+    context = lock = None
+    # torchrun forwards the signal it gets to workers that already had it from the terminal.
+    stop = StopSignals(launcher_forwards="TORCHELASTIC_RUN_ID" in os.environ).install()
     try:
+        from depth_ros.models.checkpoints import CheckpointError
+        from training.distributed import init_distributed
+        from training.trainer import Trainer, TrainingDivergedError, TrainingStopped
+
         config = load_config(args.config, args.overrides)
         context = init_distributed(config.device)
         # One process talks: the others log warnings and errors only.
         logging.basicConfig(level=logging.INFO if context.is_main else logging.WARNING,
                             format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         run_dir = Path(config.output_dir) / config.name
+        stop.verbose = context.is_main
+        stop.quit_hint = ("resume from the newest complete checkpoint with: "
+                          + resume_command(args, "auto", context))
+        lock = claim_run_dir(run_dir, context)
         resume = resume_path(args.resume, config, run_dir, context)
-        trainer = Trainer(config, run_dir, context)
+        trainer = Trainer(config, run_dir, context, stop=stop)
         if resume is not None:
             trainer.resume(resume)
         val = trainer.fit()
+    # Interrupted first: the names imported in the try block may not be bound yet.
+    except Interrupted as exc:
+        print(f"train.py: {_where(context)}interrupted by {signal_name(exc.signum)} before "
+              "training started: nothing saved", file=sys.stderr)
+        return exit_code(exc.signum)
+    except TrainingStopped as exc:
+        if context.is_main:
+            print(f"train.py: {exc}; resume with: "
+                  f"{resume_command(args, exc.checkpoint, context)}", file=sys.stderr)
+        return exit_code(exc.signum)
     except (ConfigError, CheckpointError) as exc:
         print(f"train.py: error: {_where(context)}{exc}", file=sys.stderr)
         return 2
@@ -81,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if context is not None:
             context.close()
+        if lock is not None:
+            lock.release()
+        # A stopping process keeps its handlers to the end: torchrun sends SIGTERM to the
+        # ranks still running when one exits, and those are on their way out already.
+        if not stop.requested:
+            stop.restore()
     if not context.is_main:
         return 0
     if val:
@@ -94,4 +167,13 @@ def _where(context: DistContext | None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code in STOP_EXIT_CODES:
+        # Stopped: everything is saved and closed. Skip the interpreter's teardown (seconds
+        # with torch loaded, and the stop handlers are gone during it): torchrun sends SIGTERM
+        # to the ranks still running when one exits, which would turn 143 into a kill.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

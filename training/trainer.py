@@ -8,6 +8,9 @@ One process, or one per device under ``torchrun`` (``training.distributed``): th
 wrapped in ``DistributedDataParallel``, ``EpochSampler`` shards each epoch's permutation,
 validation is sharded and its per-image metrics gathered, and rank 0 alone writes. Mixed
 precision (CUDA), gradient accumulation and an EMA of the weights live in ``train_step``.
+
+A stop signal (``training.stopping``) is looked at between steps, agreed by every rank, and
+answered with a checkpoint and ``TrainingStopped``.
 """
 
 from __future__ import annotations
@@ -50,12 +53,24 @@ from training.pseudo.data import PseudoBatch, PseudoBatchStream, PseudoLabelFram
 from training.pseudo.labels import PseudoLabelError
 from training.pseudo.loss import pseudo_label_loss
 from training.run_log import RunLog, require_tensorboard
+from training.stopping import StopSignals, ignore_stop_signals, signal_name
 
 LOG = logging.getLogger("depth_ros.training")
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """A stop signal ended the run at a step boundary, after ``checkpoint`` was saved (a
+    ``KeyboardInterrupt``, so that ``except Exception`` blocks on the way let it through)."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped by {signal_name(signum)} at step {step}: saved {checkpoint}")
+        self.signum = signum
+        self.step = step
+        self.checkpoint = checkpoint
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
@@ -88,6 +103,13 @@ def _loader_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0])
 
 
+def _seed_worker_ignoring_stop_signals(worker_id: int) -> None:
+    # After the DataLoader's own handlers (SIGTERM kills a worker by default): a stop signal to
+    # the process group must reach the trainer alone, which finishes the step with its workers.
+    ignore_stop_signals()
+    seed_worker(worker_id)
+
+
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -108,11 +130,13 @@ class Trainer:
         run_dir: where rank 0 writes.
         context: this process's rank and device; None: a single process on
             ``config.device``.
+        stop: the stop signals to answer between steps; None: none.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path,
-                 context: DistContext | None = None) -> None:
+                 context: DistContext | None = None, stop: StopSignals | None = None) -> None:
         self.config = config
+        self.stop = stop
         self.run_dir = Path(run_dir)
         self.dist = context or DistContext(device=resolve_device(config.device))
         self.device = self.dist.device
@@ -170,6 +194,11 @@ class Trainer:
         self.best_abs_rel = math.inf
         self.elapsed_s = 0.0
         self.last_checkpoint: Path | None = None
+        self._last_saved_step = -1  # the step of the newest last.pt
+        # This epoch's loss so far (this rank's sum and step count): saved in checkpoints, so
+        # that an epoch's train_loss covers the whole epoch when a run resumes inside it.
+        self.epoch_loss_sum = 0.0
+        self.epoch_loss_steps = 0
         self.last_val: dict[str, float] = {}
         self.log = RunLog(self.run_dir, enabled=False)
         self._panel: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -201,6 +230,8 @@ class Trainer:
             "val_metrics": dict(val_metrics or {}),
             "config": self.config.to_dict(),
             "rng_states": self.dist.all_gather(_rng_state(self.device)),
+            "epoch_loss": self.dist.all_gather([self.epoch_loss_sum,
+                                                float(self.epoch_loss_steps)]),
         }
         if self.ema is not None:
             payload["train_state_dict"] = self.model.state_dict()
@@ -217,6 +248,7 @@ class Trainer:
         payload = self.state(val_metrics)
         if "last.pt" in names:
             self.last_checkpoint = self.run_dir / "last.pt"
+            self._last_saved_step = self.step
         if not self.dist.is_main:
             return None
         first = save_checkpoint(payload, self.run_dir / names[0])
@@ -248,8 +280,21 @@ class Trainer:
         self.best_abs_rel = float(payload.get("best_abs_rel", math.inf))
         self.elapsed_s = float(payload.get("elapsed_s", 0.0))
         self._restore_rng(payload)
+        self._restore_epoch_loss(payload)
         self.last_checkpoint = Path(path)
         LOG.info("resumed from %s at step %d", path, self.step)
+
+    def _restore_epoch_loss(self, payload: dict[str, Any]) -> None:
+        sums = payload.get("epoch_loss")
+        if self.step % self.steps_per_epoch == 0 or not sums:
+            # At an epoch boundary, or a checkpoint from before the sums were saved.
+            self.epoch_loss_sum, self.epoch_loss_steps = 0.0, 0
+        elif len(sums) == self.dist.world_size:
+            self.epoch_loss_sum = float(sums[self.dist.rank][0])
+            self.epoch_loss_steps = round(sums[self.dist.rank][1])
+        else:  # another number of processes: each continues from the mean rank
+            self.epoch_loss_sum = sum(float(s) for s, _ in sums) / len(sums)
+            self.epoch_loss_steps = round(sum(float(n) for _, n in sums) / len(sums))
 
     def _restore_rng(self, payload: dict[str, Any]) -> None:
         states = payload.get("rng_states")
@@ -376,7 +421,7 @@ class Trainer:
                                                max_depth=self.model.max_depth_m))
         return mean_metrics([m for rank in self.dist.all_gather(per_image) for m in rank])
 
-    def _after_step(self, epoch_done: bool, train_loss: float, epoch: int) -> None:
+    def _after_step(self, epoch_done: bool, epoch: int) -> None:
         """Validate at the end of an epoch; checkpoint at epochs' ends and every
         ``checkpoint_every`` steps."""
         names = []
@@ -389,7 +434,9 @@ class Trainer:
                 self.save([*names, "last.pt"])
             return
         val = self.last_val = self.validate()
-        train_loss = self.dist.mean(train_loss)
+        train_loss = self.dist.mean(self.epoch_loss_sum / max(self.epoch_loss_steps, 1))
+        if epoch_done:  # what the checkpoint below resumes into is a new epoch
+            self.epoch_loss_sum, self.epoch_loss_steps = 0.0, 0
         self.log.record({"step": self.step, "epoch": epoch, "train_loss": round(train_loss, 5),
                          "elapsed_s": round(self.elapsed_s, 1),
                          "val": {k: round(v, 5) for k, v in val.items()}})
@@ -409,12 +456,27 @@ class Trainer:
         sampler = EpochSampler(len(self.train_set), self.config.seed, rank=self.dist.rank,
                                num_replicas=self.dist.world_size)
         workers = self.config.data.num_workers
+        init = seed_worker if self.stop is None else _seed_worker_ignoring_stop_signals
         loader = DataLoader(self.train_set, batch_size=self.step_batch, sampler=sampler,
                             drop_last=True, num_workers=workers,
-                            worker_init_fn=seed_worker if workers else None,
+                            worker_init_fn=init if workers else None,
                             generator=torch.Generator(),
                             pin_memory=self.device.type == "cuda")
         return loader, sampler
+
+    def _stop_if_asked(self) -> None:
+        """At a step boundary: when any rank got a stop signal, every rank saves ``last.pt``
+        (unless this step's is already written) and raises ``TrainingStopped``. A collective:
+        the ranks decide together, or one would wait for the others forever."""
+        signum = int(self.dist.max(self.stop.signum if self.stop is not None else 0))
+        if not signum:
+            return
+        if self.stop is not None:  # a signal arriving from now on repeats the request
+            self.stop.signum = signum
+        if self._last_saved_step != self.step:
+            self.save("last.pt")
+        self.dist.barrier()
+        raise TrainingStopped(signum, self.step, self.run_dir / "last.pt")
 
     def fit(self) -> dict[str, float]:
         """Train to ``total_steps``; returns the last validation metrics. Every rank calls it."""
@@ -434,11 +496,14 @@ class Trainer:
                 self.dist.rank, self.dist.world_size, start_step=self.step,
                 num_workers=self.config.data.num_workers,
                 pin_memory=self.device.type == "cuda"))
-        self.log = RunLog(self.run_dir, self.dist.is_main, self.config.tensorboard)
+        self.log = RunLog(self.run_dir, self.dist.is_main, self.config.tensorboard,
+                          start_step=self.step)
+        if self.stop is not None:
+            self.stop.arm()
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0,
                    disable=not self.dist.is_main)
-        losses: list[float] = []
+        losses: list[float] = []  # since this process started, for the progress bar
         t_start = time.monotonic() - self.elapsed_s
         try:
             while self.step < self.total_steps:
@@ -449,6 +514,8 @@ class Trainer:
                 bar.set_description(f"epoch {epoch}")
                 for batch, pseudo in mix_batches(loader, pseudo_stream):
                     losses.append(self.train_step(*batch, pseudo=pseudo))
+                    self.epoch_loss_sum += losses[-1]
+                    self.epoch_loss_steps += 1
                     self.elapsed_s = time.monotonic() - t_start
                     bar.update(1)
                     if self.step % self.config.log_every == 0:
@@ -458,10 +525,10 @@ class Trainer:
                         if self._pseudo_losses:
                             self.log.scalars({"train/pseudo_loss": float(np.mean(
                                 self._pseudo_losses[-self.config.log_every:]))}, self.step)
-                    self._after_step(self.step % self.steps_per_epoch == 0,
-                                     float(np.mean(losses[-self.steps_per_epoch:])), epoch)
+                    self._after_step(self.step % self.steps_per_epoch == 0, epoch)
                     if self.step >= self.total_steps:
                         break
+                    self._stop_if_asked()
         finally:
             bar.close()
             self.log.close()

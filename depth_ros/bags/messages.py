@@ -121,16 +121,6 @@ def quaternion_from_matrix(rotation: np.ndarray) -> np.ndarray:
     return quat if quat[3] >= 0 else -quat
 
 
-def matrix_from_quaternion(quat: Sequence[float]) -> np.ndarray:
-    """3×3 rotation of an (x, y, z, w) quaternion (normalised first)."""
-    x, y, z, w = np.asarray(quat, dtype=np.float64) / np.linalg.norm(quat)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
 def _quaternion_msg(rotation: np.ndarray) -> Quaternion:
     x, y, z, w = quaternion_from_matrix(rotation)
     return Quaternion(x=float(x), y=float(y), z=float(z), w=float(w))

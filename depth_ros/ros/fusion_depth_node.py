@@ -3,7 +3,7 @@ mono_depth_node.
 
 Clouds of any layout are read (x, y, z as float32 or float64 among any other fields,
 organised or not; NaN/inf points dropped), paired with images by nearest stamp within
-``sync_slop_s`` (``depth_ros.ros.sync``: newest pair only, unpaired inputs counted and
+``sync_slop_s`` (``depth_ros.sensors.sync``: newest pair only, unpaired inputs counted and
 warned about; a single stray stamp is held aside instead of moving the time line, a real
 jump is followed once the next message agrees), moved into the camera's optical frame by the
 extrinsics and projected with the running camera's intrinsics into a z-buffered sparse depth
@@ -12,7 +12,7 @@ image.
 Extrinsics, first found: a KITTI ``calibration_path``; ``lidar_to_camera`` when it is not
 the axes-only default; TF (``use_tf``, where ``tf2_ros`` is importable), from each cloud's
 ``frame_id`` to the camera's (the newest image's, else CameraInfo's), cached once found, the
-cloud dropped with a rate-limited warning until then (``depth_ros.ros.tf_lookup``); else the
+cloud dropped with a rate-limited warning until then (``depth_ros.sensors.tf_lookup``); else the
 axes-only default, with a warning. The node says at start which one it uses.
 
 A fusion model takes the sparse depth as input; a relative model is fitted to it (scale and
@@ -43,15 +43,15 @@ from depth_ros.ros.depth_node_base import (
 )
 from depth_ros.ros.diagnostics import DepthReport
 from depth_ros.ros.entry import end_process, run_node
-from depth_ros.ros.extrinsics import (
+from depth_ros.sensors.extrinsics import (
     AXES_ONLY_SOURCE,
     BODY_TO_OPTICAL,
     explicit_extrinsics,
     finite_points,
     sparse_depth_image,
 )
-from depth_ros.ros.sync import NearestStampSync, SyncCounts
-from depth_ros.ros.tf_lookup import TfExtrinsics, describe_transform
+from depth_ros.sensors.sync import NearestStampSync, SyncCounts
+from depth_ros.sensors.tf_lookup import TfExtrinsics, describe_transform
 from depth_ros.weights import DEFAULT_FUSION_MODEL
 
 NODE_NAME = "fusion_depth_node"

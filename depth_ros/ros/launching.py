@@ -63,7 +63,7 @@ def node_command(executable: str, params_file: Path | None = None,
         module = {"mono_depth_node": "depth_ros.ros.mono_depth_node",
                   "fusion_depth_node": "depth_ros.ros.fusion_depth_node",
                   "depth_eval_node": "depth_ros.ros.depth_eval_node",
-                  "depth_ros_bag_play": "depth_ros.bags.play",
+                  "depth_ros_bag_play": "depth_ros.ros.bag_play",
                   "kitti_drive_publisher": "depth_ros.ros.drive_publisher"}[executable]
         cmd = [sys.executable, "-m", module]
     cmd.append("--ros-args")

@@ -2,7 +2,7 @@
 
 The transform maps LiDAR points to the camera's optical frame (REP 103: x right, y down,
 z forward) as a 4×4 homogeneous matrix. It comes from a node parameter (16 numbers,
-row-major), from TF (``depth_ros.ros.tf_lookup``) or from a KITTI raw calibration:
+row-major), from TF (``depth_ros.sensors.tf_lookup``) or from a KITTI raw calibration:
 ``calib_velo_to_cam.txt`` gives velodyne → camera 00, ``calib_cam_to_cam.txt`` the rectifying
 rotation ``R_rect_00`` and camera X's ``P_rect_0X``, whose fourth column is camera X's offset
 from camera 00 (the chain of ``depth_ros.geometry.velo_to_camera_points``). The intrinsics

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from depth_ros.ros.extrinsics import ExtrinsicsError, validate_transform
+from depth_ros.sensors.extrinsics import ExtrinsicsError, validate_transform
 
 
 class TransformBuffer(Protocol):
