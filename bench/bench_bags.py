@@ -26,6 +26,7 @@ from depth_ros.bags.topics import BagTopics
 from depth_ros.ros.bag_play import BagPlayer, PlayOptions
 from depth_ros.ros.qos import make_qos
 from depth_ros.synthetic import write_synthetic_drive
+from depth_ros.transport import transport_environment
 
 
 def _convert_table(drive: Path, root: Path) -> Path:
@@ -42,7 +43,7 @@ def _convert_table(drive: Path, root: Path) -> Path:
 
 
 def _play_throughput(bag: Path, frames: int) -> None:
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    os.environ.update(transport_environment())
     rclpy.init()
     sub_context = Context()
     rclpy.init(context=sub_context)

@@ -8,16 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from depth_ros.transport import USER_CHOICES, transport_environment
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Set before any rclpy.init and inherited by the node processes the tests start: a domain
     # of our own so parallel runs on one machine never see each other's topics, and the
-    # transport that carries images between processes. (ROS_AUTOMATIC_DISCOVERY_RANGE=
-    # LOCALHOST is left out on purpose: it undoes LARGE_DATA and most images are lost.)
+    # shipped Fast DDS profile (shared memory + UDP, no TCP) that carries images between
+    # processes (depth_ros.transport). A transport chosen in the caller's shell is dropped:
+    # participants on different transport set-ups may not discover each other.
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-    os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    for name in USER_CHOICES:
+        os.environ.pop(name, None)
+    os.environ.update(transport_environment(os.environ))
 
 
 # A test that takes longer than this is hung (the slowest takes ~1 min here): every thread's

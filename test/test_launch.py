@@ -270,10 +270,11 @@ def test_mono_launch_graph_parameters_and_depth(workspace, tmp_path):
         assert depth.header.frame_id == "camera_02_optical_frame"
 
         node_pid = launch.pids()["mono_depth_node"]
-        # The transport this process chose (conftest: LARGE_DATA) is kept, not overridden.
+        # The transport this process chose (conftest: the source tree's profile) is kept.
         environ = _environ(node_pid)
-        assert environ["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
-        assert "FASTDDS_DEFAULT_PROFILES_FILE" not in environ
+        chosen = os.environ["FASTDDS_DEFAULT_PROFILES_FILE"]
+        assert environ["FASTDDS_DEFAULT_PROFILES_FILE"] == chosen
+        assert "FASTDDS_BUILTIN_TRANSPORTS" not in environ
         assert launch.stop() == 0, launch.text()[-4000:]
         assert not _alive(node_pid), "the node outlived its launch"
     finally:
@@ -421,7 +422,7 @@ def test_rviz_without_rviz2_refuses_before_starting_anything(workspace, tmp_path
 FAKE_RVIZ = """#!{python}
 import json, os, pathlib, sys, time
 pathlib.Path({record!r}).write_text(json.dumps([sys.argv[1:], os.environ.get(
-    "FASTDDS_BUILTIN_TRANSPORTS")]))
+    "FASTDDS_DEFAULT_PROFILES_FILE")]))
 while not pathlib.Path({quit!r}).exists():
     time.sleep(0.1)
 """
@@ -442,7 +443,11 @@ def test_rviz_gets_config_fixed_frame_and_remaps_and_closing_it_ends_the_launch(
     executable.chmod(0o755)
     env = dict(workspace["env"])
     env["AMENT_PREFIX_PATH"] += os.pathsep + str(fake)
-    env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"  # the user's choice, which launch keeps
+    # The user's own profile (a copy of ours, so this process still talks to the node): the
+    # launch keeps it.
+    own_profile = tmp_path / "my_profile.xml"
+    own_profile.write_bytes(Path(PROFILE.format(**workspace)).read_bytes())
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(own_profile)
     ns = "/lt_rviz"
     launch = Launch(workspace, "mono_depth.launch.py", "rviz:=true", "namespace:=lt_rviz",
                     "fixed_frame:=base_link", "image_topic:=/front/image", env=env,
@@ -460,7 +465,7 @@ def test_rviz_gets_config_fixed_frame_and_remaps_and_closing_it_ends_the_launch(
                      "/depth_ros/depth/colored:=depth_ros/depth/colored",
                      "/depth_ros/points:=depth_ros/points", "__node:=rviz2", "__ns:=/lt_rviz"):
             assert rule in ros_args, (rule, ros_args)
-        assert transports == "LARGE_DATA"  # the user's choice reaches RViz too
+        assert transports == str(own_profile)  # the user's choice reaches RViz too
         node_pid = launch.pids()["mono_depth_node"]
         quit_file.write_text("")  # RViz closed: everything comes down
         launch.proc.wait(timeout=60)
@@ -473,7 +478,8 @@ def test_rviz_gets_config_fixed_frame_and_remaps_and_closing_it_ends_the_launch(
 
 def test_shipped_transport_profile_where_none_was_chosen(workspace, tmp_path):
     env = dict(workspace["env"])
-    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+    for name in ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        env.pop(name, None)  # nothing chosen: the launch applies the installed profile
     launch = Launch(workspace, "mono_depth.launch.py", "namespace:=lt_profile", env=env,
                     log=tmp_path / "launch.log")
     profile = PROFILE.format(**workspace)
@@ -482,8 +488,7 @@ def test_shipped_transport_profile_where_none_was_chosen(workspace, tmp_path):
         environ = _environ(launch.pids()["mono_depth_node"])
         assert environ["FASTDDS_DEFAULT_PROFILES_FILE"] == profile
         assert "FASTDDS_BUILTIN_TRANSPORTS" not in environ
-        # Another process on the same profile finds the node (this process runs LARGE_DATA,
-        # which does not discover participants on the profile: measured here).
+        # Another process on the installed profile finds the node.
         probe = {**env, "FASTDDS_DEFAULT_PROFILES_FILE": profile}
         found = ""
         deadline = time.monotonic() + 60
@@ -499,6 +504,7 @@ def test_user_transport_choice_is_kept(workspace, tmp_path):
     # Only the environment matters here: the node is checked, not its traffic.
     env = dict(workspace["env"])
     env["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     launch = Launch(workspace, "mono_depth.launch.py", "namespace:=lt_env", env=env,
                     log=tmp_path / "launch.log")
     try:

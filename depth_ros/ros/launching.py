@@ -9,21 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Fast DDS drops most large messages (images, clouds) between processes with its default
-# transports; LARGE_DATA (TCP + shared memory) delivers them. See the README. Do not add
-# ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: it undoes LARGE_DATA (measured here: 5 of 30 depth
-# images delivered with it, 30 of 30 without).
-LARGE_DATA_ENV = {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+from depth_ros.transport import transport_environment
 
 
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
     """A copy of os.environ set up for large messages between local processes.
 
-    ``FASTDDS_BUILTIN_TRANSPORTS`` defaults to ``LARGE_DATA``; a value already set is kept.
+    Fast DDS's default transports lose most large images between processes: unless the user
+    chose a transport, the shipped profile is added (``depth_ros.transport``; figures in
+    docs/transport.md).
     """
     env = dict(os.environ)
-    for key, value in LARGE_DATA_ENV.items():
-        env.setdefault(key, value)  # a transport the user chose is kept
+    env.update(transport_environment(env))
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
     return env
