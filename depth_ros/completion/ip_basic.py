@@ -71,8 +71,8 @@ def _fill_empty(inverted: np.ndarray, kernel: np.ndarray,
     empty = inverted <= EMPTY_M
     if allowed is not None:
         empty &= allowed
-    dilated = cv2.dilate(inverted, kernel)
-    inverted[empty] = dilated[empty]
+    # copyto with a mask: several times faster than boolean indexing at this size.
+    np.copyto(inverted, cv2.dilate(inverted, kernel), where=empty)
 
 
 def _top_rows(inverted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,9 +112,8 @@ def _blur(inverted: np.ndarray, blur: str, allowed: np.ndarray | None,
             return blurred
     else:
         blurred = cv2.GaussianBlur(inverted, (5, 5), 0)
-    out = inverted.copy()
-    out[filled] = blurred[filled]
-    return out
+    np.copyto(blurred, inverted, where=~filled)
+    return blurred
 
 
 def _fast(inverted: np.ndarray, extrapolate: bool, blur: str) -> np.ndarray:
@@ -136,13 +135,10 @@ def _multiscale(inverted: np.ndarray, depth: np.ndarray, extrapolate: bool,
     merged = inverted.copy()
     # Far first, near last: where bands overlap after dilation, the nearer one is written last.
     for band, kernel in bands:
-        dilated = cv2.dilate(np.where(band & valid, inverted, 0.0).astype(np.float32), kernel)
-        covered = dilated > EMPTY_M
-        merged[covered] = dilated[covered]
+        dilated = cv2.dilate(np.where(band & valid, inverted, np.float32(0.0)), kernel)
+        np.copyto(merged, dilated, where=dilated > EMPTY_M)
     merged = cv2.morphologyEx(merged, cv2.MORPH_CLOSE, FULL_5)
-    filled = merged > EMPTY_M
-    median = cv2.medianBlur(merged, 5)
-    merged[filled] = median[filled]
+    np.copyto(merged, cv2.medianBlur(merged, 5), where=merged > EMPTY_M)
     _fill_empty(merged, FULL_9, _below_top(merged))
     if extrapolate:
         merged = _extend_to_top(merged)
@@ -151,9 +147,7 @@ def _multiscale(inverted: np.ndarray, depth: np.ndarray, extrapolate: bool,
         allowed = _below_top(merged)
     for _ in range(6):
         _fill_empty(merged, FULL_5, allowed)
-    filled = (merged > EMPTY_M) & allowed
-    median = cv2.medianBlur(merged, 5)
-    merged[filled] = median[filled]
+    np.copyto(merged, cv2.medianBlur(merged, 5), where=(merged > EMPTY_M) & allowed)
     return _blur(merged, blur, allowed, 0.5)
 
 
@@ -189,14 +183,17 @@ def ip_basic(sparse_depth_m: np.ndarray, max_depth_m: float = 100.0, variant: st
     if not (np.isfinite(max_depth_m) and max_depth_m > 2 * EMPTY_M):
         raise ValueError(f"max_depth_m must be a finite depth above {2 * EMPTY_M} m, got "
                          f"{max_depth_m}")
-    depth = np.nan_to_num(depth.astype(np.float32, copy=False), nan=0.0, posinf=0.0,
-                          neginf=0.0)
+    depth = depth.astype(np.float32, copy=False)
     max_depth = np.float32(max_depth_m)
+    # NaN compares false: NaN (and ±inf beyond the range) count as no return.
     valid = (depth > EMPTY_M) & (depth < max_depth - EMPTY_M)
-    inverted = np.where(valid, max_depth - depth, np.float32(0.0)).astype(np.float32)
+    inverted = np.subtract(max_depth, depth, dtype=np.float32)
+    np.copyto(inverted, np.float32(0.0), where=~valid)
     if variant == "fast":
         inverted = _fast(inverted, extrapolate, blur)
     else:
-        inverted = _multiscale(inverted, np.where(valid, depth, 0.0), extrapolate, blur)
-    filled = inverted > EMPTY_M
-    return np.where(filled, max_depth - inverted, np.float32(0.0)).astype(np.float32)
+        inverted = _multiscale(inverted, np.where(valid, depth, np.float32(0.0)), extrapolate,
+                               blur)
+    out = np.subtract(max_depth, inverted, dtype=np.float32)
+    np.copyto(out, np.float32(0.0), where=inverted <= EMPTY_M)
+    return out
