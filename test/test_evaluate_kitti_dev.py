@@ -145,3 +145,31 @@ def test_kitti_dev_reference_figures_for_mono():
                        "lidar_holdout", progress=False)["model"]
     assert held["devkit_rmse"] == pytest.approx(6906, rel=0.01)
     assert held["devkit_mae"] == pytest.approx(3904, rel=0.01)
+
+
+def _realism():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import lidar_realism
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return lidar_realism
+
+
+def test_realism_statistics_of_a_hand_made_scan():
+    """bench/lidar_realism.py's figures on a scan with a known pattern: beams every 4 rows
+    from row 100, a return every 2nd column, a wall at 10 m with 30 m returns seen through
+    its left edge."""
+    scan = np.zeros((200, 160), np.float32)
+    scan[100::4, ::2] = 10.0
+    scan[100::4, 80:160:2] = 30.0  # background right of the wall
+    scan[100::4, 82] = 30.0  # already background: no change
+    scan[104, 76] = 30.0  # one background return seen through the wall, beside 10 m ones
+    stats = _realism().scan_statistics(scan)
+    assert stats["returns"] == 25 * 80
+    assert stats["rows_per_band"] == 25 and stats["row_gap_med"] == 4
+    assert stats["top_row"] == 100 and stats["per_hit_row"] == 80
+    # Background returns within 3 px of a 10 m return: the one through the wall and the
+    # first background column of each beam (x = 80, 82: 82 - 78 > 3, so only 80) are
+    # farther than 1.1 × the nearest in their 7×7 window.
+    assert stats["bg_fg_pct"] == pytest.approx(100 * (1 + 25) / (25 * 80))

@@ -165,9 +165,9 @@ def ip_basic(sparse_depth_m: np.ndarray, max_depth_m: float = 100.0, variant: st
             image above the LiDAR's field of view (and empty columns) at 0.
         blur: ``gaussian``, ``bilateral`` or ``none`` for the last smoothing step.
 
-    The defaults (fast, extrapolate, Gaussian blur) are the authors' settings for the KITTI
-    depth-completion benchmark; they reproduce kitti_dev's reference figures exactly
-    (held-out RMSE 3887 mm, MAE 1042 mm; ``docs/kitti_dev.md`` compares every variant).
+    The defaults (fast, extrapolate, Gaussian blur) reproduce kitti_dev's reference figures
+    for IP-Basic with its default settings exactly (held-out RMSE 3887 mm, MAE 1042 mm);
+    ``docs/kitti_dev.md`` compares every combination.
 
     Returns:
         float32 H×W metres, 0 where nothing was filled.
