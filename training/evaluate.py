@@ -92,6 +92,10 @@ CLASSICAL_ROW = "ip_basic"
 Predictor = DepthEstimator | ClassicalCompletion
 
 
+class EvaluationError(ValueError):
+    """The data or the options do not make an evaluation."""
+
+
 def holdout_mask(frame_index: int, camera: int, has_return: np.ndarray) -> np.ndarray:
     """kitti_dev's held-out pixels of one scan: ``default_rng(frame_index * 10 + camera)``,
     ``rng.random(shape) < 0.2``, among the pixels with a return."""
@@ -154,10 +158,6 @@ def input_deviation_m(pred: np.ndarray, sparse: np.ndarray) -> float:
     none, or where the output has no estimate there)."""
     has = np.isfinite(sparse) & (sparse > 0) & np.isfinite(pred)
     return float(np.median(np.abs(pred[has] - sparse[has]))) if has.any() else float("nan")
-
-
-class EvaluationError(ValueError):
-    """The data or the options do not make an evaluation."""
 
 
 def baseline_maps(train_root: Path, height: int, width: int,
