@@ -7,6 +7,10 @@
     python training/evaluate.py --model fusion.onnx --dataset kitti_completion \
         --data data_depth_velodyne/val --raw-root kitti_raw --depth-root data_depth_annotated/val
     python training/evaluate.py --model model.pt --dataset nyu --data nyu_depth_v2_labeled.mat
+    python training/evaluate.py --model depth_ros/weights/fusion_attention_synthetic.onnx \
+        --dataset lidar_holdout --data ../shared/data/kitti_dev
+    python training/evaluate.py --model classical --dataset lidar_holdout \
+        --data ../shared/data/kitti_dev
 
 Protocols (per image, then averaged over images, as the KITTI devkit does):
 
@@ -15,6 +19,19 @@ Protocols (per image, then averaged over images, as the KITTI devkit does):
 - ``kitti_completion`` / ``kitti_val_selection``: every pixel with ground truth; the devkit's
   depth-completion metrics (MAE, RMSE in mm; iMAE, iRMSE in 1/km) are the headline.
 - ``nyu``: NYU's Eigen crop, 1e-3 to 10 m.
+- ``lidar_holdout`` (kitti_dev's completion protocol, real KITTI raw drives with
+  ``proj_depth/velodyne_raw``, cameras 2 and 3): per image, 20 % of the pixels with a return
+  are held out (``numpy.random.default_rng(frame_index * 10 + camera)``,
+  ``rng.random((H, W)) < 0.2``), the model gets the other 80 % and is scored at the held-out
+  pixels (no crop, no depth cap); RMSE and MAE in mm are the headline.
+- ``kitti_dev_mono`` (kitti_dev's monocular protocol): the raw scan is the ground truth, Garg
+  crop, 1e-3 to 80 m; fusion models get the whole scan as input.
+
+For fusion models every protocol adds ``input_dev_m``: the median |output − input| (metres) at
+the pixels that had a return in the model's input, per image, averaged (a model that keeps its
+measurements scores ~0), and a baseline row ``ip_basic`` (``depth_ros.completion``, IP-Basic
+with its published settings) on the same inputs (``--no-classical-baseline`` leaves it out).
+``--model classical`` evaluates IP-Basic itself.
 
 Every protocol reports Eigen's metrics (AbsRel, SqRel, RMSE, RMSE log, SILog, δ) and the KITTI
 devkit's (SILog, sqErrorRel, absErrorRel, iRMSE, iMAE, MAE, RMSE). Relative models (affine-
@@ -36,6 +53,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from depth_ros.completion import CLASSICAL_MODEL_NAME, ClassicalCompletion
 from depth_ros.inference import DepthEstimator, ModelLoadError
 from depth_ros.inference.estimator import fit_scale_shift
 from depth_ros.kitti import KittiFormatError, find_drives
@@ -61,16 +79,85 @@ from training.data.sources import FrameReader
 
 CAMERA_HEIGHT_M = 1.65  # KITTI's colour camera above the road, and the data engine's
 SKY_FAR_M = 60.0
-DATASETS = ("engine", "kitti_eigen", "kitti_completion", "kitti_val_selection", "nyu")
+DATASETS = ("engine", "kitti_eigen", "kitti_completion", "kitti_val_selection", "nyu",
+            "lidar_holdout", "kitti_dev_mono")
 # (crop, min depth, max depth) of each protocol.
 PROTOCOLS = {"engine": (None, 1e-3, 80.0), "kitti_eigen": ("garg", 1e-3, 80.0),
              "kitti_completion": (None, 1e-3, 1e3), "kitti_val_selection": (None, 1e-3, 1e3),
-             "nyu": ("nyu", 1e-3, 10.0)}
+             "nyu": ("nyu", 1e-3, 10.0), "lidar_holdout": (None, 1e-3, 1e3),
+             "kitti_dev_mono": ("garg", 1e-3, 80.0)}
 ALIGNMENTS = ("auto", "none", "median", "lstsq")
+HOLDOUT_FRACTION = 0.2  # of the pixels with a return, per image (kitti_dev's README)
+CLASSICAL_ROW = "ip_basic"
+Predictor = DepthEstimator | ClassicalCompletion
 
 
 class EvaluationError(ValueError):
     """The data or the options do not make an evaluation."""
+
+
+def holdout_mask(frame_index: int, camera: int, has_return: np.ndarray) -> np.ndarray:
+    """kitti_dev's held-out pixels of one scan: ``default_rng(frame_index * 10 + camera)``,
+    ``rng.random(shape) < 0.2``, among the pixels with a return."""
+    rng = np.random.default_rng(frame_index * 10 + camera)
+    return (rng.random(has_return.shape) < HOLDOUT_FRACTION) & has_return
+
+
+class KittiDevFrames:
+    """kitti_dev (real KITTI raw drives with ``proj_depth/velodyne_raw``, cameras 2 and 3) as
+    frames of one of its two protocols.
+
+    ``lidar_holdout``: ``sparse_depth`` is the scan without its held-out pixels
+    (``holdout_mask``) and ``depth`` the held-out returns only. ``kitti_dev_mono``: both are
+    the whole scan. Frames run camera 2 then camera 3, each in frame order; a camera without
+    drives under ``root`` is left out (``frames`` in the results says how many were scored).
+    """
+
+    def __init__(self, root: str | Path, protocol: str, cameras: tuple[int, ...] = (2, 3)
+                 ) -> None:
+        if protocol not in ("lidar_holdout", "kitti_dev_mono"):
+            raise EvaluationError(f"KittiDevFrames: unknown protocol {protocol!r}")
+        self.protocol = protocol
+        drives, missing = [], []
+        for camera in cameras:  # a drive with one camera only is scored on that one
+            try:
+                drives += find_drives(root, camera)
+            except KittiFormatError as exc:
+                missing.append(exc)
+        if not drives:
+            raise missing[0]
+        self.frames = KittiRawFrames(drives, require_groundtruth=False)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def frame(self, index: int) -> DepthFrame:
+        """The index-th frame, split for the protocol."""
+        frame = self.frames.frame(index)
+        drive, i = self.frames.index[index]
+        if frame.sparse_depth is None:
+            raise EvaluationError(f"{frame.name}: no proj_depth/velodyne_raw scan (the "
+                                  f"{self.protocol} protocol scores against the LiDAR)")
+        scan = frame.sparse_depth
+        if self.protocol == "kitti_dev_mono":
+            frame.depth = scan
+            return frame
+        try:
+            frame_index = int(drive.frames[i])
+        except ValueError as exc:
+            raise EvaluationError(f"{frame.name}: the held-out draw needs a numeric frame "
+                                  "name (KITTI's 0000000042.png)") from exc
+        held = holdout_mask(frame_index, drive.camera, scan > 0)
+        frame.depth = np.where(held, scan, np.float32(0.0))
+        frame.sparse_depth = np.where(held, np.float32(0.0), scan)
+        return frame
+
+
+def input_deviation_m(pred: np.ndarray, sparse: np.ndarray) -> float:
+    """Median |output − input| (metres) at the pixels with a return in the input (NaN if
+    none, or where the output has no estimate there)."""
+    has = np.isfinite(sparse) & (sparse > 0) & np.isfinite(pred)
+    return float(np.median(np.abs(pred[has] - sparse[has]))) if has.any() else float("nan")
 
 
 def baseline_maps(train_root: Path, height: int, width: int,
@@ -120,7 +207,7 @@ def align_to_groundtruth(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, met
         return np.where(fitted > 0, 1.0 / fitted, np.nan)
 
 
-def predict_frame(estimator: DepthEstimator, frame: DepthFrame, align: str) -> np.ndarray:
+def predict_frame(estimator: Predictor, frame: DepthFrame, align: str) -> np.ndarray:
     """The model's depth for one frame (metres), aligned to the ground truth if asked."""
     meta = estimator.metadata
     relative = meta.output == "relative"
@@ -137,15 +224,16 @@ def predict_frame(estimator: DepthEstimator, frame: DepthFrame, align: str) -> n
     return align_to_groundtruth(raw.astype(np.float64), frame.depth, mask, method, relative)
 
 
-def evaluate(estimator: DepthEstimator, reader: FrameReader, dataset: str = "engine",
+def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
              align: str = "auto", crop: str | None = "default",
-             baselines: dict[str, np.ndarray] | None = None, progress: bool = True
-             ) -> dict[str, dict[str, float]]:
+             baselines: dict[str, np.ndarray] | None = None, progress: bool = True,
+             classical_baseline: bool = True) -> dict[str, dict[str, float]]:
     """Mean per-image metrics (Eigen's and the devkit's) of the model and any baselines.
 
     ``crop="default"`` uses the protocol's (see ``PROTOCOLS``); ``sky_far`` (the share of
     pixels without ground truth predicted at ≥ 60 m: sky for rendered data) is reported for
-    the engine protocol.
+    the engine protocol. Fusion models also get ``input_dev_m`` (``input_deviation_m``) and,
+    with ``classical_baseline``, an ``ip_basic`` row on the same LiDAR input.
     """
     if dataset not in PROTOCOLS:
         raise EvaluationError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
@@ -155,6 +243,11 @@ def evaluate(estimator: DepthEstimator, reader: FrameReader, dataset: str = "eng
     crop = default_crop if crop == "default" else crop
     per_image: dict[str, list[dict[str, float]]] = {"model": []}
     per_image.update({name: [] for name in baselines or {}})
+    fusion = estimator.metadata.kind == "fusion"
+    classical = (ClassicalCompletion() if fusion and classical_baseline
+                 and not isinstance(estimator, ClassicalCompletion) else None)
+    if classical is not None:
+        per_image[CLASSICAL_ROW] = []
     sky_far = []
     for index in tqdm(range(len(reader)), desc="evaluate", unit="frame", disable=not progress):
         frame = reader.frame(index)
@@ -165,10 +258,15 @@ def evaluate(estimator: DepthEstimator, reader: FrameReader, dataset: str = "eng
         predictions = {"model": predict_frame(estimator, frame, align)}
         if dataset == "engine" and not (gt > 0).all():
             sky_far.append(float(np.mean(predictions["model"][gt <= 0] >= SKY_FAR_M)))
+        if classical is not None:
+            predictions[CLASSICAL_ROW] = classical.predict(frame.rgb, frame.sparse_depth)
         for name, small in (baselines or {}).items():
             predictions[name] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
         for name, pred in predictions.items():
-            per_image[name].append(evaluation_metrics(pred, gt, crop, min_depth, max_depth))
+            metrics = evaluation_metrics(pred, gt, crop, min_depth, max_depth)
+            if fusion and name in ("model", CLASSICAL_ROW):
+                metrics["input_dev_m"] = input_deviation_m(pred, frame.sparse_depth)
+            per_image[name].append(metrics)
     results = {name: mean_metrics(values) for name, values in per_image.items()}
     results["model"]["frames"] = len(per_image["model"])
     if sky_far:
@@ -191,6 +289,8 @@ def make_reader(args: argparse.Namespace, needs_lidar: bool) -> FrameReader:
         return KittiCompletionSplit(args.data, args.raw_root, args.depth_root)
     if args.dataset == "kitti_val_selection":
         return KittiValSelection(args.data)
+    if args.dataset in ("lidar_holdout", "kitti_dev_mono"):
+        return KittiDevFrames(args.data, args.dataset)
     return NyuLabeled(args.data) if Path(args.data).is_file() else NyuSync(args.data, args.split)
 
 
@@ -202,6 +302,10 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
         print(f"{title:<14}" + "".join(f"{k:>14}" for k in header))
         for name, metrics in results.items():
             print(f"{name:<14}" + "".join(f"{metrics[k]:>14.4f}" for k in keys))
+    rows = {name: m["input_dev_m"] for name, m in results.items() if "input_dev_m" in m}
+    if rows:
+        print("median |output - input| at the input's LiDAR returns (m): "
+              + ", ".join(f"{name} {value:.4f}" for name, value in rows.items()))
     if "sky_far" in results["model"]:
         print(f"no-ground-truth pixels (sky) predicted at >= {SKY_FAR_M:g} m: "
               f"{100 * results['model']['sky_far']:.1f}%")
@@ -210,12 +314,15 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; prints the tables (and writes JSON with --json)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, type=Path, help=".onnx or .pt")
+    parser.add_argument("--model", required=True, type=Path,
+                        help=f".onnx or .pt, or {CLASSICAL_MODEL_NAME!r} (IP-Basic, "
+                             "depth_ros.completion)")
     parser.add_argument("--dataset", choices=DATASETS, default="engine")
     parser.add_argument("--data", required=True, type=Path,
                         help="drives root (engine), KITTI raw root (kitti_eigen), "
                              "data_depth_velodyne/<split> (kitti_completion), "
-                             "val_selection_cropped, or the NYU .mat / sync folder")
+                             "val_selection_cropped, the NYU .mat / sync folder, or "
+                             "kitti_dev (lidar_holdout, kitti_dev_mono)")
     parser.add_argument("--split", type=Path, default=None, help="split list (Eigen, NYU)")
     parser.add_argument("--depth-root", type=Path, default=None,
                         help="data_depth_annotated (kitti_eigen, kitti_completion)")
@@ -227,18 +334,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--baselines-from", type=Path, default=None,
                         help="engine: training drives to build image-independent baselines")
+    parser.add_argument("--no-classical-baseline", action="store_true",
+                        help="fusion models: leave out the ip_basic baseline row")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        estimator = DepthEstimator(args.model, backend=args.backend)
+        estimator = (ClassicalCompletion() if str(args.model) == CLASSICAL_MODEL_NAME
+                     else DepthEstimator(args.model, backend=args.backend))
         reader = make_reader(args, estimator.metadata.kind == "fusion")
         baselines = None
         if args.baselines_from is not None:
             baselines = baseline_maps(args.baselines_from, *estimator.input_size)
         results = evaluate(estimator, reader, args.dataset, args.align,
                            None if args.crop == "none" else args.crop, baselines,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress,
+                           classical_baseline=not args.no_classical_baseline)
     except (ModelLoadError, KittiFormatError, NyuFormatError, EvaluationError) as exc:
         print(f"evaluate.py: error: {exc}", file=sys.stderr)
         return 1
