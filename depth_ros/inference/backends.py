@@ -15,13 +15,24 @@ from typing import Any
 
 import numpy as np
 
+from depth_ros.errors import DepthRosError, one_line
 from depth_ros.models.metadata import MetadataError, ModelMetadata
 
 LOG = logging.getLogger(__name__)
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(DepthRosError, RuntimeError):
     """A model file is missing, unreadable, or not a depth_ros model; the message names it."""
+
+
+def onnx_load_problem(exc: BaseException) -> str:
+    """What onnxruntime's refusal to load a file means, in one line."""
+    text = one_line(exc)
+    if "INVALID_PROTOBUF" in text or "Protobuf parsing failed" in text:
+        return "the file is not an ONNX model (its bytes do not parse as one)"
+    if "No graph was found" in text:
+        return "the file holds no ONNX graph (empty, or not an ONNX model)"
+    return f"onnxruntime refuses it: {text}"
 
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -106,7 +117,8 @@ class OnnxRuntimeBackend:
                                                 providers=[n for n, _ in chosen],
                                                 provider_options=[o for _, o in chosen])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise ModelLoadError(f"cannot load ONNX model {self.model_path}: {exc}") from exc
+            raise ModelLoadError(f"cannot load ONNX model {self.model_path}: "
+                                 f"{onnx_load_problem(exc)}") from exc
         try:
             self.metadata = ModelMetadata.from_dict(
                 self.session.get_modelmeta().custom_metadata_map)

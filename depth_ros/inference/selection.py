@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from depth_ros.errors import DepthRosError, one_line
 from depth_ros.inference.backends import (
     CPU_PROVIDER,
     GPU_PROVIDERS,
@@ -49,7 +50,7 @@ _ON_GPU = {"tensorrt", "onnxruntime-gpu", "torch-cuda"}
 MODEL_SUFFIX = {"tensorrt": ".onnx", "onnxruntime": ".onnx", "torch": ".pt"}
 
 
-class BackendUnavailable(RuntimeError):  # noqa: N818 - reads as a condition, like ImportError
+class BackendUnavailable(DepthRosError, RuntimeError):  # noqa: N818 - reads as a condition, like ImportError
     """No backend can run the model as asked here; the message says why for each option."""
 
 
@@ -259,7 +260,10 @@ def _open_tensorrt(path: Path, index: int, options: BackendOptions) -> Any:
     try:
         meta = read_onnx_metadata(path)
     except (MetadataError, ValueError, OSError) as exc:
-        raise ModelLoadError(f"{path} has no valid depth_ros metadata: {exc}") from exc
+        raise ModelLoadError(f"{path} has no valid depth_ros metadata: {one_line(exc)}") from exc
+    except Exception as exc:  # protobuf's DecodeError: the bytes are not an ONNX model at all
+        raise ModelLoadError(f"{path} is not an ONNX model: it does not parse as one "
+                             f"({type(exc).__name__}: {one_line(exc)})") from exc
     size = round_to_stride(options.input_size or meta.train_input_size, meta.stride)
     return TensorRTBackend(path, options.precision, input_size=size,
                            min_size=options.tensorrt_min_size,

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from depth_ros.errors import DepthRosError
 from depth_ros.inference.backends import ModelLoadError
 from depth_ros.inference.engine_cache import (
     PRECISIONS,
@@ -67,7 +68,7 @@ _NORMALISATION_NAME = re.compile(r"layer_?norm|group_?norm|rms_?norm|instance_?n
                                  re.IGNORECASE)
 
 
-class TensorRTUnavailable(RuntimeError):  # noqa: N818 - reads as a condition, like ImportError
+class TensorRTUnavailable(DepthRosError, RuntimeError):  # noqa: N818 - reads as a condition, like ImportError
     """TensorRT cannot run here: no ``tensorrt`` package, no CUDA device, or no builder."""
 
 

@@ -24,9 +24,16 @@ from rclpy.time import Time
 from sensor_msgs.msg import Image
 from std_msgs.msg import Empty
 
-from depth_ros.online_eval import EvalProtocol, OnlineDepthEvaluator
+from depth_ros.online_eval import CROPS, EvalProtocol, OnlineDepthEvaluator
 from depth_ros.ros.conversions import ConversionError, image_to_numpy
 from depth_ros.ros.entry import end_process, run_node
+from depth_ros.ros.parameters import (
+    ParameterError,
+    ParamSpec,
+    declare_parameters,
+    defaults,
+    refuse,
+)
 from depth_ros.ros.qos import make_qos
 from depth_ros.ros.rate_limit import RateLimitedWarner
 
@@ -35,19 +42,32 @@ NODE_NAME = "depth_eval_node"
 SUBSCRIBED_TOPICS: tuple[str, ...] = ("depth", "groundtruth/depth", "~/write_report")
 PUBLISHED_TOPICS: tuple[str, ...] = ()
 
-PARAMETERS: dict[str, object] = {
-    "report_path": "depth_eval.json",  # the PNG goes beside it (.png); relative: to the cwd
-    "write_png": True,
-    "crop": "",  # "" (whole image) | garg | eigen
-    "min_depth_m": 1e-3,
-    "max_depth_m": 80.0,
-    "slop_s": 0.0,  # 0: stamps must be equal
-    "idle_timeout_s": 5.0,  # write once nothing arrived for this long; 0 = never
-    "max_pending": 100,  # unpaired images kept per stream
-    "reliability": "reliable",
-    "qos_depth": 10,
-    "warn_period_s": 5.0,
-}
+RELIABILITIES = ("best_effort", "reliable")
+
+# Every parameter, declared with descriptors from this table (all read at start-up).
+PARAMETER_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("report_path", "depth_eval.json", "the JSON report (the PNG goes beside it); "
+              "relative: to the working directory", allowed="a file path"),
+    ParamSpec("write_png", True, "write a PNG of the last pair beside the report"),
+    ParamSpec("crop", "", "evaluation crop: empty (whole image), garg or eigen", choices=CROPS,
+              allowed="'' (the whole image), 'garg' or 'eigen'"),
+    ParamSpec("min_depth_m", 1e-3, "scored range, metres", minimum=0.0, above_minimum=True,
+              maximum=1000.0),
+    ParamSpec("max_depth_m", 80.0, "scored range, metres", minimum=0.0, above_minimum=True,
+              maximum=1000.0),
+    ParamSpec("slop_s", 0.0, "largest stamp difference of a pair, seconds; 0: equal stamps",
+              minimum=0.0, maximum=10.0),
+    ParamSpec("idle_timeout_s", 5.0, "write the report once nothing arrived for this long; "
+              "0 = never", minimum=0.0, maximum=86400.0),
+    ParamSpec("max_pending", 100, "unpaired images kept per stream", minimum=1,
+              maximum=100000),
+    ParamSpec("reliability", "reliable", "QoS reliability of both inputs",
+              choices=RELIABILITIES),
+    ParamSpec("qos_depth", 10, "QoS history depth of both inputs", minimum=1, maximum=1000),
+    ParamSpec("warn_period_s", 5.0, "seconds between two warnings of one kind of problem",
+              minimum=0.0, maximum=3600.0),
+)
+PARAMETERS: dict[str, object] = defaults(PARAMETER_SPECS)
 
 
 def depth_image_metres(msg: Image) -> np.ndarray:
@@ -68,16 +88,17 @@ class DepthEvalNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = self._param
+        values = declare_parameters(self, PARAMETER_SPECS)
+        p = values.get
+        if not p("report_path"):
+            raise refuse(PARAMETER_SPECS[0], p("report_path"))
+        if p("min_depth_m") >= p("max_depth_m"):
+            raise ParameterError(f"parameters min_depth_m and max_depth_m: "
+                                 f"{p('min_depth_m')!r} and {p('max_depth_m')!r} are not "
+                                 "allowed together; min_depth_m must be below max_depth_m")
         protocol = EvalProtocol(str(p("crop")), float(p("min_depth_m")), float(p("max_depth_m")))
-        if p("slop_s") < 0 or p("idle_timeout_s") < 0:
-            raise ValueError("slop_s and idle_timeout_s must be >= 0")
         self.evaluator = OnlineDepthEvaluator(protocol, int(round(p("slop_s") * 1e9)),
                                               int(p("max_pending")))
-        if not str(p("report_path")):
-            raise ValueError("report_path must not be empty")
         self.report_path = Path(str(p("report_path"))).expanduser()
         self.png_path = self.report_path.with_suffix(".png") if p("write_png") else None
         self._warner = RateLimitedWarner(self.get_logger().warning, float(p("warn_period_s")))

@@ -18,19 +18,22 @@ import abc
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
+from depth_ros.errors import DepthRosError
 from depth_ros.geometry import PinholeCamera
-from depth_ros.inference import DepthEstimator
-from depth_ros.inference.estimator import METRIC, RELATIVE, DepthPrediction
+from depth_ros.inference import BackendUnavailable, DepthEstimator, ModelLoadError
+from depth_ros.inference.estimator import BACKENDS, METRIC, RELATIVE, DepthPrediction
 from depth_ros.ros.conversions import (
     ConversionError,
     camera_info_to_camera,
@@ -41,40 +44,69 @@ from depth_ros.ros.conversions import (
 )
 from depth_ros.ros.diagnostics import DepthReport, NodeStats, diagnostic_array
 from depth_ros.ros.log_bridge import forward_core_logs
+from depth_ros.ros.parameters import (
+    ParameterError,
+    ParamSpec,
+    ParamValue,
+    declare_parameters,
+    defaults,
+    watch_live_parameters,
+)
 from depth_ros.ros.qos import latched_qos, make_qos
 from depth_ros.ros.rate_limit import RateLimitedWarner
 from depth_ros.viz import colorize_depth
 
 UNITS = {METRIC: "metres", RELATIVE: "affine-invariant inverse depth (larger is nearer)"}
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
+DEPTH_UNITS = {"32FC1": "metres", "16UC1": "millimetres"}
 COLORED_RANGES = ("fixed", "auto")
+RELIABILITIES = ("best_effort", "reliable")
 STATS_WINDOW_S = 5.0  # rates, latency percentiles and drop shares are over this window
 STALE_AFTER_S = 3.0  # diagnostics warn when no input came for this long
 
-# Parameters of every depth node with their defaults; each node module extends this table
-# and its config/*.yaml is checked against it by the tests.
-BASE_PARAMETERS: dict[str, object] = {
-    "model_path": "",  # empty: the node's bundled default model
-    "backend": "auto",  # auto | tensorrt | onnxruntime | torch
-    "num_threads": 0,  # inference threads, 0 = the runtime's choice
-    "input_width": 0,  # network input size, 0 = the model's training size
-    "input_height": 0,
-    "min_depth_m": 0.0,  # output clipping range, 0 = the model's range
-    "max_depth_m": 0.0,
-    "depth_encoding": "32FC1",  # 32FC1 (metres, NaN invalid) | 16UC1 (millimetres, 0 invalid)
-    "publish_points": True,
-    "points_rgb": True,  # colour the cloud with the input image
-    "points_decimation": 1,  # cloud of every d-th pixel in both directions
-    "publish_colored": True,
-    "colored_range": "fixed",  # fixed: min/max_depth_m | auto: 2nd-98th percentile per frame
-    "input_reliability": "best_effort",
-    "input_depth": 1,
-    "output_reliability": "reliable",
-    "output_depth": 1,
-    "warn_period_s": 5.0,
-    "stats_period_s": 10.0,
-    "diagnostics_period_s": 1.0,
-}
+# Parameters of every depth node: one table, declared with descriptors (``parameters.py``);
+# each node module extends it, and its config/*.yaml is checked against it by the tests. Live
+# ones are applied when changed (``ros2 param set``); the rest are read-only.
+BASE_PARAMETER_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "the model file: a .onnx bundle or a .pt checkpoint; empty: "
+              "the node's bundled default model", allowed="a file path, or empty"),
+    ParamSpec("backend", "auto", "inference backend; auto tries the fastest that runs here",
+              choices=BACKENDS),
+    ParamSpec("num_threads", 0, "inference threads; 0 = the runtime's choice",
+              minimum=0, maximum=1024),
+    ParamSpec("input_width", 0, "network input width; 0 (with input_height 0) = the model's "
+              "training size", minimum=0, maximum=16384),
+    ParamSpec("input_height", 0, "network input height; 0 (with input_width 0) = the model's "
+              "training size", minimum=0, maximum=16384),
+    ParamSpec("min_depth_m", 0.0, "published range, metres (outside: no estimate); 0 = the "
+              "model's range", minimum=0.0, maximum=1000.0),
+    ParamSpec("max_depth_m", 0.0, "published range, metres (outside: no estimate); 0 = the "
+              "model's range", minimum=0.0, maximum=1000.0),
+    ParamSpec("depth_encoding", "32FC1", "32FC1: metres, NaN = no estimate; 16UC1: "
+              "millimetres, 0 = no estimate", choices=DEPTH_ENCODINGS),
+    ParamSpec("publish_points", True, "publish the organised PointCloud2 on 'points' (while "
+              "subscribed)", live=True),
+    ParamSpec("points_rgb", True, "colour the points with the camera image", live=True),
+    ParamSpec("points_decimation", 1, "cloud of every d-th pixel in both directions",
+              minimum=1, maximum=64, live=True),
+    ParamSpec("publish_colored", True, "publish colourised depth (rgb8) on 'depth/colored' "
+              "(while subscribed)", live=True),
+    ParamSpec("colored_range", "fixed", "colour scale: fixed = min/max_depth_m, auto = 2nd-98th "
+              "percentile of each frame", choices=COLORED_RANGES, live=True),
+    ParamSpec("input_reliability", "best_effort", "QoS reliability of the inputs",
+              choices=RELIABILITIES),
+    ParamSpec("input_depth", 1, "QoS history depth of the inputs", minimum=1, maximum=1000),
+    ParamSpec("output_reliability", "reliable", "QoS reliability of the outputs",
+              choices=RELIABILITIES),
+    ParamSpec("output_depth", 1, "QoS history depth of the outputs", minimum=1, maximum=1000),
+    ParamSpec("warn_period_s", 5.0, "seconds between two warnings of one kind of problem",
+              minimum=0.0, maximum=3600.0, live=True),
+    ParamSpec("stats_period_s", 10.0, "seconds between two log lines of frame counts and "
+              "latency", minimum=0.0, above_minimum=True, maximum=86400.0),
+    ParamSpec("diagnostics_period_s", 1.0, "seconds between two /diagnostics messages",
+              minimum=0.0, above_minimum=True, maximum=3600.0),
+)
+BASE_PARAMETERS: dict[str, object] = defaults(BASE_PARAMETER_SPECS)
 
 # Outputs of every depth node (relative names; /diagnostics is absolute by convention).
 BASE_PUBLISHED_TOPICS: tuple[str, ...] = (
@@ -129,6 +161,29 @@ class NewestSlot:
             self._cond.notify_all()
 
 
+def check_depth_node_values(values: dict[str, ParamValue]) -> None:
+    """Checks between parameters of a depth node, made before the model loads."""
+    width, height = values["input_width"], values["input_height"]
+    if (width > 0) != (height > 0):
+        raise ParameterError(f"parameters input_width and input_height: {width} and {height} "
+                             "are not allowed together; give both (> 0) or neither (0)")
+    low, high = values["min_depth_m"], values["max_depth_m"]
+    if low > 0 and high > 0 and low >= high:
+        raise ParameterError(f"parameters min_depth_m and max_depth_m: {low:g} and {high:g} "
+                             "are not allowed together; min_depth_m must be below max_depth_m")
+
+
+def wind_down_logger(node: Node):
+    """The node's logger while its context is up; after Ctrl-C (context shut down by rclpy's
+    signal handler) a console-only logger (``<node logger>.exit``) instead, since the node's
+    own would try its /rosout publisher and rcl would print "Failed to publish log message to
+    rosout: publisher's context is invalid" under the line."""
+    logger = node.get_logger()
+    if node.context.ok():
+        return logger
+    return rclpy.logging.get_logger(f"{logger.name}.exit")
+
+
 def decimated_intrinsics(K: np.ndarray, step: int) -> np.ndarray:  # noqa: N803
     """Intrinsics of the image made of every ``step``-th pixel (``image[::step, ::step]``).
 
@@ -161,49 +216,49 @@ class DepthNodeBase(Node, abc.ABC):
 
     Args:
         node_name: the node's default name.
-        parameters: every parameter with its default (``BASE_PARAMETERS`` and the node's own).
+        parameters: the table of every parameter (``BASE_PARAMETER_SPECS`` and the node's own).
         default_model: the model used when ``model_path`` is empty.
     """
 
     NOT_INPUT_PROBLEMS: frozenset[str] = frozenset()
 
-    def __init__(self, node_name: str, parameters: dict[str, object], default_model: Path,
+    def __init__(self, node_name: str, parameters: Sequence[ParamSpec], default_model: Path,
                  **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        for name, default in parameters.items():
-            self.declare_parameter(name, default)
-        p = self.param
+        # Every value is checked before the model loads: a bad one costs one line, at once.
+        values = declare_parameters(self, parameters)
+        check_depth_node_values(values)
+        p = values.get
         self.model_path = p("model_path") or str(default_model)
         input_size = None
-        if p("input_width") > 0 and p("input_height") > 0:
+        if p("input_width") > 0:
             input_size = (int(p("input_height")), int(p("input_width")))
         self.depth_encoding = p("depth_encoding")
-        if self.depth_encoding not in DEPTH_ENCODINGS:
-            raise ValueError(f"depth_encoding must be one of {DEPTH_ENCODINGS}, got "
-                             f"{self.depth_encoding!r}")
         self.colored_range = p("colored_range")
-        if self.colored_range not in COLORED_RANGES:
-            raise ValueError(f"colored_range must be one of {COLORED_RANGES}, got "
-                             f"{self.colored_range!r}")
         self.points_decimation = int(p("points_decimation"))
-        if self.points_decimation < 1:
-            raise ValueError(f"points_decimation must be >= 1, got {self.points_decimation}")
-        if not float(p("diagnostics_period_s")) > 0 or not float(p("stats_period_s")) > 0:
-            raise ValueError("diagnostics_period_s and stats_period_s must be > 0")
         # The backend choice and a TensorRT engine build ("building one now, expect minutes")
         # are logged by the core through Python logging: shown in this node's log.
         forward_core_logs(self.get_logger())
-        self.estimator = DepthEstimator(self.model_path, backend=p("backend"),
-                                        num_threads=int(p("num_threads")),
-                                        input_size=input_size)
+        try:
+            self.estimator = DepthEstimator(self.model_path, backend=p("backend"),
+                                            num_threads=int(p("num_threads")),
+                                            input_size=input_size)
+        except ModelLoadError:
+            raise  # names the file and what is wrong with it
+        except DepthRosError as exc:  # BackendUnavailable, TensorRTUnavailable
+            raise BackendUnavailable(f"parameter backend: {p('backend')!r} cannot run here: "
+                                     f"{exc}") from exc
         meta = self.estimator.metadata
         self.min_depth_m = float(p("min_depth_m")) or float(meta.min_depth_m)
         self.max_depth_m = float(p("max_depth_m")) or float(meta.max_depth_m)
         if not 0 < self.min_depth_m < self.max_depth_m:
-            raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {self.min_depth_m:g} "
-                             f"and {self.max_depth_m:g}")
+            raise ParameterError(
+                f"parameters min_depth_m and max_depth_m: the range {self.min_depth_m:g}-"
+                f"{self.max_depth_m:g} m is empty (0 takes the model's {meta.min_depth_m:g}-"
+                f"{meta.max_depth_m:g} m); min_depth_m must be below max_depth_m")
 
         self.warner = RateLimitedWarner(self.get_logger().warning, float(p("warn_period_s")))
+        watch_live_parameters(self, parameters, self._apply_live_parameters)
         self.stats = NodeStats(window_s=STATS_WINDOW_S)
         self._slot = NewestSlot()
         self._camera_info: CameraInfo | None = None
@@ -228,8 +283,9 @@ class DepthNodeBase(Node, abc.ABC):
 
         self.get_logger().info(
             f"model {self.model_path} ({meta.architecture}, {meta.kind}, {meta.output}) on "
-            f"{self.estimator.backend_name}; depth {self.depth_encoding}, range "
-            f"{self.min_depth_m:g}-{self.max_depth_m:g} m")
+            f"{self.estimator.backend_name}; depth {self.depth_encoding} "
+            f"({DEPTH_UNITS[self.depth_encoding]}), range {self.min_depth_m:g}-"
+            f"{self.max_depth_m:g} m")
         self.setup_inputs()
         # Started last: a node that failed to build has no thread keeping it alive.
         self._worker = threading.Thread(target=self._run_worker, name="depth_inference",
@@ -246,6 +302,17 @@ class DepthNodeBase(Node, abc.ABC):
     def param(self, name: str) -> Any:
         """A parameter's current value."""
         return self.get_parameter(name).value
+
+    def _apply_live_parameters(self, values: dict[str, ParamValue]) -> None:
+        """Apply checked ``ros2 param set`` values; the boolean switches are read per frame."""
+        if "colored_range" in values:
+            self.colored_range = str(values["colored_range"])
+        if "points_decimation" in values:
+            self.points_decimation = int(values["points_decimation"])
+        if "warn_period_s" in values:
+            self.warner.period_s = float(values["warn_period_s"])
+        changed = ", ".join(f"{name} {value}" for name, value in sorted(values.items()))
+        self.get_logger().info(f"parameters changed: {changed}")
 
     # Subscriber side: cheap, never raises, never blocks on inference.
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -362,7 +429,8 @@ class DepthNodeBase(Node, abc.ABC):
                     self.warn_once("relative_16uc1", "relative depth has no millimetres: "
                                    "publishing it as 32FC1 despite depth_encoding 16UC1")
             else:
-                self.get_logger().info(f"publishing metric depth ({encoding}, metres)")
+                self.get_logger().info(f"publishing metric depth ({encoding}, "
+                                       f"{DEPTH_UNITS[encoding]})")
             self.output_kind = kind
         info = depth_info(kind, encoding, Path(self.model_path).name,
                           self.estimator.backend_name, lidar)
@@ -447,7 +515,7 @@ class DepthNodeBase(Node, abc.ABC):
                                           and not final):
             return  # nothing came since the last line
         self._logged_received = report.frames_received
-        self.get_logger().info(
+        wind_down_logger(self).info(
             f"frames in {report.frames_received}, out {report.frames_published}, dropped "
             f"{report.frames_dropped}, bad {sum(report.bad_inputs.values())}; "
             f"{report.input_rate_hz:.1f} Hz in, {report.output_rate_hz:.1f} Hz out; latency "

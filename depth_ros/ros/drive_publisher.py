@@ -23,23 +23,41 @@ from std_msgs.msg import Header
 from depth_ros.kitti import KittiDrive, KittiFormatError
 from depth_ros.ros.conversions import camera_to_camera_info, numpy_to_image
 from depth_ros.ros.entry import end_process, run_node
+from depth_ros.ros.parameters import (
+    ParameterError,
+    ParamSpec,
+    declare_parameters,
+    defaults,
+    refuse,
+    watch_live_parameters,
+)
 from depth_ros.ros.qos import make_qos
 
 NODE_NAME = "kitti_drive_publisher"
 
-PARAMETERS: dict[str, object] = {
-    "drive_path": "",
-    "camera": 2,
-    "rate_hz": 10.0,
-    "loop": False,
-    "frame_id": "camera_02_optical_frame",
-    "stamp_source": "now",  # now | drive
-    "reliability": "best_effort",
-    "qos_depth": 1,
-    "stamp_log_path": "",
-    "wait_for_subscribers": 0,
-    "settle_s": 1.0,  # after subscribers match, time for their side of the match to finish
-}
+# Every parameter, declared with descriptors from this table. loop, wait_for_subscribers and
+# settle_s are read at each tick (live); the rest at start-up (read-only).
+PARAMETER_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("drive_path", "", "the KITTI raw drive directory (required)",
+              allowed="a KITTI drive directory (required)"),
+    ParamSpec("camera", 2, "which KITTI camera to play", minimum=0, maximum=3),
+    ParamSpec("rate_hz", 10.0, "frames per second", minimum=0.0, above_minimum=True,
+              maximum=1000.0),
+    ParamSpec("loop", False, "start again after the last frame", live=True),
+    ParamSpec("frame_id", "camera_02_optical_frame", "frame_id of the published headers"),
+    ParamSpec("stamp_source", "now", "now: the current time, like a live driver; drive: the "
+              "drive's timestamps.txt", choices=("now", "drive")),
+    ParamSpec("reliability", "best_effort", "QoS reliability of the outputs",
+              choices=("best_effort", "reliable")),
+    ParamSpec("qos_depth", 1, "QoS history depth of the outputs", minimum=1, maximum=1000),
+    ParamSpec("stamp_log_path", "", "write 'index stamp_ns' per published frame; empty: none",
+              allowed="a file path, or empty"),
+    ParamSpec("wait_for_subscribers", 0, "hold playback until this many image subscribers "
+              "match", minimum=0, maximum=1000, live=True),
+    ParamSpec("settle_s", 1.0, "after subscribers match, time for their side of the match to "
+              "finish, seconds", minimum=0.0, maximum=60.0, live=True),
+)
+PARAMETERS: dict[str, object] = defaults(PARAMETER_SPECS)
 
 
 class DrivePublisher(Node):
@@ -47,15 +65,11 @@ class DrivePublisher(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = self._param
+        values = declare_parameters(self, PARAMETER_SPECS)
+        watch_live_parameters(self, PARAMETER_SPECS, lambda _: None)  # read at each tick
+        p = values.get
         if not p("drive_path"):
-            raise ValueError("parameter 'drive_path' is required (a KITTI drive directory)")
-        if p("stamp_source") not in ("now", "drive"):
-            raise ValueError(f"stamp_source must be 'now' or 'drive', got {p('stamp_source')!r}")
-        if p("rate_hz") <= 0:
-            raise ValueError(f"rate_hz must be > 0, got {p('rate_hz')}")
+            raise refuse(PARAMETER_SPECS[0], p("drive_path"))
         self.drive = KittiDrive(p("drive_path"), camera=int(p("camera")))
         self.camera = self.drive.camera_model()
         self._drive_stamps = self.drive.timestamps() if p("stamp_source") == "drive" else None
@@ -67,7 +81,11 @@ class DrivePublisher(Node):
         self.published: dict[int, int] = {}  # stamp in nanoseconds -> frame index
         self._stamp_log = None
         if p("stamp_log_path"):
-            self._stamp_log = open(p("stamp_log_path"), "w")  # closed in destroy_node
+            try:
+                self._stamp_log = open(p("stamp_log_path"), "w")  # closed in destroy_node
+            except OSError as exc:
+                raise ParameterError(f"parameter stamp_log_path: cannot write "
+                                     f"{p('stamp_log_path')!r}: {exc.strerror}") from exc
         self._ready_since: float | None = None
         self._timer = self.create_timer(1.0 / float(p("rate_hz")), self.publish_next)
         self.get_logger().info(f"playing {len(self.drive)} frames of {self.drive.path} at "

@@ -15,6 +15,7 @@ import rclpy.logging
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from depth_ros.errors import DepthRosError, one_line
 from depth_ros.ros.memory import keep_large_buffers
 
 
@@ -34,12 +35,14 @@ def prepare_process(name: str) -> None:
 
 
 def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
-             startup_errors: tuple[type[BaseException], ...]) -> int:
+             startup_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Create the node and spin it until Ctrl-C or shutdown; returns the exit code.
 
-    An exception of ``startup_errors`` while the node is being built (a missing model, a bad
-    parameter) is logged as one fatal line and gives exit code 1, not a traceback.
+    A user-facing error (``DepthRosError``: a bad parameter, a missing or broken model, a
+    backend that is not installed) or one of ``startup_errors`` while the node is being built
+    is logged as one FATAL line and gives exit code 1, not a traceback.
     """
+    startup_errors = (DepthRosError, *startup_errors)
     prepare_process(name)
     rclpy.init(args=args)
     node = None
@@ -49,7 +52,7 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
     except startup_errors as exc:
         if node is not None:
             raise
-        rclpy.logging.get_logger(name).fatal(str(exc))
+        rclpy.logging.get_logger(name).fatal(one_line(exc, limit=1000))
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -33,16 +33,16 @@ import numpy as np
 from sensor_msgs.msg import Image, PointCloud2
 
 from depth_ros.geometry import PinholeCamera
-from depth_ros.inference import ModelLoadError
 from depth_ros.ros.conversions import ConversionError, pointcloud2_to_array
 from depth_ros.ros.depth_node_base import (
-    BASE_PARAMETERS,
+    BASE_PARAMETER_SPECS,
     BASE_PUBLISHED_TOPICS,
     DepthJob,
     DepthNodeBase,
 )
 from depth_ros.ros.diagnostics import DepthReport
 from depth_ros.ros.entry import end_process, run_node
+from depth_ros.ros.parameters import ParamSpec, defaults, table
 from depth_ros.sensors.extrinsics import (
     AXES_ONLY_SOURCE,
     BODY_TO_OPTICAL,
@@ -56,22 +56,30 @@ from depth_ros.weights import DEFAULT_FUSION_MODEL
 
 NODE_NAME = "fusion_depth_node"
 
-# Every parameter with its default; config/fusion_depth.yaml is checked against this table.
-PARAMETERS: dict[str, object] = {
-    **BASE_PARAMETERS,
-    "sync_slop_s": 0.05,  # largest |image stamp - cloud stamp| of a pair
-    # largest step of a stream's stamps taken as the same time line (above the slowest
-    # sensor's period); a larger one, or a step back, is followed once the next message agrees
-    "sync_max_gap_s": 1.0,
-    "lidar_timeout_s": 1.0,  # no cloud for this long: serve images alone; 0 = always wait
-    # LiDAR -> camera optical frame, 4x4 row-major; default: axes only (REP 103 body frame)
-    "lidar_to_camera": [float(v) for v in BODY_TO_OPTICAL.ravel()],
-    "calibration_path": "",  # KITTI calib_velo_to_cam.txt; wins over lidar_to_camera
-    "cam_to_cam_path": "",  # KITTI calib_cam_to_cam.txt; empty: beside calibration_path
-    "calibration_camera": 2,  # which rectified KITTI camera the images come from
-    # neither calibration_path nor lidar_to_camera given: LiDAR -> camera from TF (tf2_ros)
-    "use_tf": True,
-}
+# Every parameter, declared with descriptors from this table; config/fusion_depth.yaml is
+# checked against PARAMETERS (the defaults).
+PARAMETER_SPECS: tuple[ParamSpec, ...] = table(BASE_PARAMETER_SPECS, (
+    ParamSpec("sync_slop_s", 0.05, "largest |image stamp - cloud stamp| of a pair, seconds",
+              minimum=0.0, maximum=10.0),
+    # A larger step, or a step back, is followed once the next message agrees.
+    ParamSpec("sync_max_gap_s", 1.0, "largest step of a stream's stamps taken as the same time "
+              "line, seconds (above the slowest sensor's period; > sync_slop_s)",
+              minimum=0.0, above_minimum=True, maximum=3600.0),
+    ParamSpec("lidar_timeout_s", 1.0, "no cloud for this long: serve images alone; 0 = always "
+              "wait for a cloud", minimum=0.0, maximum=3600.0),
+    ParamSpec("lidar_to_camera", [float(v) for v in BODY_TO_OPTICAL.ravel()],
+              "LiDAR -> camera optical frame, 4x4 row-major; default: axes only (REP 103 body "
+              "frame)", length=16, allowed="16 numbers (a 4x4 row-major matrix)"),
+    ParamSpec("calibration_path", "", "KITTI calib_velo_to_cam.txt; wins over lidar_to_camera",
+              allowed="a file path, or empty"),
+    ParamSpec("cam_to_cam_path", "", "KITTI calib_cam_to_cam.txt; empty: beside "
+              "calibration_path", allowed="a file path, or empty"),
+    ParamSpec("calibration_camera", 2, "which rectified KITTI camera the images come from",
+              minimum=0, maximum=3),
+    ParamSpec("use_tf", True, "neither calibration_path nor lidar_to_camera given: LiDAR -> "
+              "camera from TF (tf2_ros)"),
+))
+PARAMETERS: dict[str, object] = defaults(PARAMETER_SPECS)
 
 SUBSCRIBED_TOPICS: tuple[str, ...] = ("image", "camera_info", "lidar/points")
 PUBLISHED_TOPICS: tuple[str, ...] = BASE_PUBLISHED_TOPICS
@@ -112,7 +120,7 @@ class FusionDepthNode(DepthNodeBase):
                                     "time_jump"})
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, PARAMETERS, DEFAULT_FUSION_MODEL, **kwargs)
+        super().__init__(NODE_NAME, PARAMETER_SPECS, DEFAULT_FUSION_MODEL, **kwargs)
 
     def setup_inputs(self) -> None:
         """Load the extrinsics, set up pairing, subscribe to ``image`` and ``lidar/points``."""
@@ -120,8 +128,6 @@ class FusionDepthNode(DepthNodeBase):
         self._setup_extrinsics()
         slop = float(p("sync_slop_s"))
         self.lidar_timeout_s = float(p("lidar_timeout_s"))
-        if self.lidar_timeout_s < 0:
-            raise ValueError(f"lidar_timeout_s must be >= 0, got {self.lidar_timeout_s}")
         try:
             self.sync = NearestStampSync(slop_s=slop, max_gap_s=float(p("sync_max_gap_s")))
         except ValueError as exc:  # name the parameters, not the class's arguments
@@ -302,7 +308,8 @@ class FusionDepthNode(DepthNodeBase):
 
 def main(args: list[str] | None = None) -> NoReturn:
     """Console-script entry point: ``fusion_depth_node --ros-args --params-file ...``."""
-    end_process(run_node(FusionDepthNode, NODE_NAME, args, (ModelLoadError, ValueError)))
+    # ValueError: ExtrinsicsError (a bad matrix or calibration file) is one line too.
+    end_process(run_node(FusionDepthNode, NODE_NAME, args, (ValueError,)))
 
 
 if __name__ == "__main__":

@@ -16,21 +16,22 @@ from typing import NoReturn
 
 from sensor_msgs.msg import Image
 
-from depth_ros.inference import ModelLoadError
 from depth_ros.ros.depth_node_base import (
-    BASE_PARAMETERS,
+    BASE_PARAMETER_SPECS,
     BASE_PUBLISHED_TOPICS,
     DepthJob,
     DepthNodeBase,
 )
 from depth_ros.ros.entry import end_process, run_node
+from depth_ros.ros.parameters import ParamSpec, defaults
 from depth_ros.weights import DEFAULT_MONO_MODEL
 
 NODE_NAME = "mono_depth_node"
 
-# Every parameter with its default; config/mono_depth.yaml and the launch files are checked
-# against this table by the tests.
-PARAMETERS: dict[str, object] = dict(BASE_PARAMETERS)
+# Every parameter, declared with descriptors from this table; config/mono_depth.yaml and the
+# launch files are checked against PARAMETERS (the defaults) by the tests.
+PARAMETER_SPECS: tuple[ParamSpec, ...] = BASE_PARAMETER_SPECS
+PARAMETERS: dict[str, object] = defaults(PARAMETER_SPECS)
 
 SUBSCRIBED_TOPICS: tuple[str, ...] = ("image", "camera_info")
 PUBLISHED_TOPICS: tuple[str, ...] = BASE_PUBLISHED_TOPICS
@@ -40,7 +41,7 @@ class MonoDepthNode(DepthNodeBase):
     """Monocular depth node; see the module docstring."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, PARAMETERS, DEFAULT_MONO_MODEL, **kwargs)
+        super().__init__(NODE_NAME, PARAMETER_SPECS, DEFAULT_MONO_MODEL, **kwargs)
 
     def setup_inputs(self) -> None:
         """Subscribe to ``image``."""
@@ -66,7 +67,7 @@ class MonoDepthNode(DepthNodeBase):
 
 def main(args: list[str] | None = None) -> NoReturn:
     """Console-script entry point: ``mono_depth_node --ros-args --params-file ...``."""
-    end_process(run_node(MonoDepthNode, NODE_NAME, args, (ModelLoadError, ValueError)))
+    end_process(run_node(MonoDepthNode, NODE_NAME, args, (ValueError,)))
 
 
 if __name__ == "__main__":
