@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import re
 import signal
 import socket
 import sys
@@ -13,10 +14,13 @@ from typing import NoReturn
 import rclpy
 import rclpy.logging
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 
 from depth_ros.errors import DepthRosError, one_line
 from depth_ros.ros.memory import keep_large_buffers
+
+RCLError = rclpy_implementation.RCLError  # rclpy's C extension error (Humble to Kilted)
 
 
 def prepare_process(name: str) -> None:
@@ -44,7 +48,11 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
     """
     startup_errors = (DepthRosError, *startup_errors)
     prepare_process(name)
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RCLError as exc:  # rcl could not parse --ros-args (a -p rule, a params file)
+        rclpy.logging.get_logger(name).fatal(ros_args_problem(exc))
+        return 1
     node = None
     try:
         node = make_node()
@@ -62,6 +70,19 @@ def run_node(make_node: Callable[[], Node], name: str, args: list[str] | None,
         else:
             rclpy.try_shutdown()  # no node, no DDS participant yet: nothing can block
     return 0
+
+
+def ros_args_problem(exc: BaseException) -> str:
+    """rcl's refusal of the command line as one line, without its C source locations.
+
+    rcl parses ``-p`` rules and ``--params-file`` YAML itself; its commonest refusal is a list
+    that mixes integers and floats (``[1, 0.5]``), which no node code can accept or coerce.
+    """
+    text = re.sub(r",? at /\S+:\d+", "", one_line(exc, limit=1000))
+    if "Sequence should be of same type" in text:
+        text += ("; every item of a list must be of one type: in a list of numbers, write "
+                 "each with a decimal point (1.0, not 1)")
+    return f"cannot read the ROS arguments: {text}"
 
 
 def release_for_exit(node: Node) -> None:
@@ -154,7 +175,6 @@ def _finalise_ros_logging() -> None:
     without it, nothing is done and the file keeps what the logger flushed so far.
     """
     import rclpy.context
-    from rclpy.impl.implementation_singleton import rclpy_implementation
 
     lock = getattr(rclpy.context, "g_logging_configure_lock", None)
     if lock is None or not hasattr(rclpy.context, "g_logging_ref_count"):

@@ -136,14 +136,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_range(spec: ParamSpec, value: float) -> None:
+def _check_range(spec: ParamSpec, value: float, given: Any) -> None:
+    """Refuse ``value`` outside the spec's range; the message shows it as ``given``."""
     if not math.isfinite(value):
-        raise refuse(spec, value)
+        raise refuse(spec, given)
     if spec.minimum is not None and (value < spec.minimum
                                      or (spec.above_minimum and value == spec.minimum)):
-        raise refuse(spec, value)
+        raise refuse(spec, given)
     if spec.maximum is not None and value > spec.maximum:
-        raise refuse(spec, value)
+        raise refuse(spec, given)
 
 
 def check_value(spec: ParamSpec, value: Any) -> ParamValue:
@@ -159,12 +160,12 @@ def check_value(spec: ParamSpec, value: Any) -> ParamValue:
     if spec.kind == INTEGER:
         if not isinstance(value, int) or isinstance(value, bool):
             raise refuse(spec, value)
-        _check_range(spec, value)
+        _check_range(spec, value, value)
         return int(value)
     if spec.kind == NUMBER:
         if not _is_number(value):
             raise refuse(spec, value)
-        _check_range(spec, float(value))
+        _check_range(spec, float(value), value)
         return float(value)
     if spec.kind == TEXT:
         if not isinstance(value, str) or (spec.choices and value not in spec.choices):
