@@ -47,8 +47,9 @@ def test_decimated_intrinsics_divide_focal_lengths_and_principal_point():
 
 def test_depth_info_says_what_the_numbers_mean():
     metric = json.loads(depth_info(METRIC, "16UC1", "m.onnx", "onnxruntime", True))
-    assert metric == {"kind": "metric", "units": "metres", "encoding": "16UC1",
+    assert metric == {"kind": "metric", "units": "millimetres", "encoding": "16UC1",
                       "model": "m.onnx", "backend": "onnxruntime", "lidar": True}
+    assert json.loads(depth_info(METRIC, "32FC1", "m.onnx", "torch", False))["units"] == "metres"
     relative = json.loads(depth_info(RELATIVE, "32FC1", "r.onnx", "torch", False))
     assert relative["kind"] == "relative_inverse_depth"
     assert relative["units"].startswith("affine-invariant inverse depth")

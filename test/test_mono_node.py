@@ -277,12 +277,15 @@ def test_16uc1_range_decimated_points_auto_colours_and_diagnostics(drive, tmp_pa
             listener.close()
 
     assert level == 0 and message.startswith("publishing at"), message
+    text = log.read_text()
+    assert "publishing metric depth (16UC1, millimetres)" in text and ", metres)" not in text
+    assert "Failed to publish log message to rosout" not in text  # nothing logs after Ctrl-C
     assert values["output kind"] == "metric" and values["model"] == "mono_cnn_synthetic.onnx"
     assert int(values["frames published"]) >= 2 and float(values["latency p50 ms"]) > 0
     assert 0 < float(values["inference p50 ms"]) < float(values["latency p50 ms"])
     assert float(values["output rate Hz"]) > 0 and "unpaired images" not in values
     info = json.loads(listener.msgs["depth/info"][-1].data)
-    assert info == {"kind": "metric", "units": "metres", "encoding": "16UC1",
+    assert info == {"kind": "metric", "units": "millimetres", "encoding": "16UC1",
                     "model": "mono_cnn_synthetic.onnx", "backend": values["backend"],
                     "lidar": False}
 

@@ -196,8 +196,10 @@ def decimated_intrinsics(K: np.ndarray, step: int) -> np.ndarray:  # noqa: N803
 
 
 def depth_info(kind: str, encoding: str, model: str, backend: str, lidar: bool) -> str:
-    """The JSON of ``depth/info``: what the numbers on ``depth`` mean."""
-    return json.dumps({"kind": kind, "units": UNITS[kind], "encoding": encoding,
+    """The JSON of ``depth/info``: what the numbers on ``depth`` mean (metric 16UC1 depth is
+    in millimetres)."""
+    units = DEPTH_UNITS[encoding] if kind == METRIC else UNITS[kind]
+    return json.dumps({"kind": kind, "units": units, "encoding": encoding,
                        "model": model, "backend": backend, "lidar": lidar}, sort_keys=True)
 
 
