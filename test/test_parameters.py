@@ -315,3 +315,13 @@ def test_live_node_describes_its_parameters_and_applies_only_live_ones(context):
         executor.shutdown()
         client_node.destroy_node()
         node.destroy_node()
+
+
+def test_unknown_parameters_are_named_with_the_nearest_known_one():
+    from depth_ros.ros.parameters import unknown_parameter_warnings
+
+    assert unknown_parameter_warnings(["max_depth", "use_sim_time", "zzz"],
+                                      ["max_depth_m", "min_depth_m", "use_sim_time"]) == [
+        "parameter max_depth is not a parameter of this node, ignored (did you mean "
+        "max_depth_m?)",
+        "parameter zzz is not a parameter of this node, ignored"]

@@ -17,6 +17,7 @@ declared again, statically typed, with the coerced value or refused with one lin
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -255,7 +256,23 @@ def declare_parameters(node, specs: Iterable[ParamSpec]) -> dict[str, ParamValue
         node.undeclare_parameter(spec.name)
         node.declare_parameter(spec.name, value, descriptor(spec), ignore_override=True)
         values[spec.name] = value
+    for line in unknown_parameter_warnings(
+            getattr(node, "_parameter_overrides", {}),  # rclpy's (Humble to Kilted)
+            [name for name in getattr(node, "_parameters", {}) if node.has_parameter(name)]):
+        node.get_logger().warning(line)
     return values
+
+
+def unknown_parameter_warnings(given: Iterable[str], declared: Iterable[str]) -> list[str]:
+    """One warning per given parameter the node does not have (rclpy ignores them silently:
+    a typo such as ``max_depth:=80`` would otherwise go unnoticed), with the nearest name."""
+    declared = sorted(set(declared))
+    lines = []
+    for name in sorted(set(given) - set(declared)):
+        near = difflib.get_close_matches(name, declared, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        lines.append(f"parameter {name} is not a parameter of this node, ignored{hint}")
+    return lines
 
 
 def watch_live_parameters(node, specs: Iterable[ParamSpec],
