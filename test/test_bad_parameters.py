@@ -191,3 +191,18 @@ def test_a_checkpoint_of_something_else_names_what_it_lacks(tmp_path):
            "-p", "backend:=torch"]
     _assert_one_fatal_line(_run(cmd), str(path), "not a depth_ros checkpoint",
                            "state_dict, metadata")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "auto"])
+def test_missing_onnxruntime_is_one_fatal_line(backend):
+    """As after ``rosdep install`` without the pip key: onnxruntime does not import."""
+    import sys
+
+    script = ("import sys; sys.modules['onnxruntime'] = None\n"
+              "from depth_ros.ros.mono_depth_node import main\n"
+              f"main(['--ros-args', '-p', 'backend:={backend}'])\n")
+    if backend == "auto":  # torch would step in: take it away too
+        script = "import sys; sys.modules['torch'] = None\n" + script
+    result = _run([sys.executable, "-c", script])
+    _assert_one_fatal_line(result, f"parameter backend: '{backend}' cannot run here",
+                           "onnxruntime is not installed")

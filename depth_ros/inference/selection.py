@@ -275,6 +275,9 @@ def _onnxruntime(path: Path, index: int, options: BackendOptions,
                  providers: list[ProviderSpec] | None) -> OnnxRuntimeBackend:
     from depth_ros.inference.engine_cache import engine_cache_dir
 
+    missing = probe_onnxruntime()  # named explicitly: one line, not an ImportError traceback
+    if missing is not None:
+        raise BackendUnavailable(missing)
     return OnnxRuntimeBackend(path, options.num_threads, providers, device_id=index,
                               fp16=options.precision == "fp16",
                               trt_cache_dir=engine_cache_dir(options.engine_cache)
