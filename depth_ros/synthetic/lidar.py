@@ -116,9 +116,9 @@ class LidarModel:
         docstring). Decimation 2 gives KITTI's ~120k points a sweep. ``overrides`` replace
         single fields (for tuning and tests)."""
         fields = dict(elevations_deg=KITTI_ELEVATIONS_DEG, azimuth_decimation=azimuth_decimation,
-                      calibration_elevation_deg=0.05, calibration_azimuth_deg=0.3,
-                      mixed_pixel_prob=0.5, mixed_far_share=0.5, foliage_gap_prob=0.3,
-                      glass_pass_prob=0.5, range_dropout_max=0.8, range_dropout_half_m=35.0)
+                      calibration_elevation_deg=0.05, calibration_azimuth_deg=0.4,
+                      mixed_pixel_prob=0.5, mixed_far_share=0.5, foliage_gap_prob=0.5,
+                      glass_pass_prob=0.5, range_dropout_max=0.6, range_dropout_half_m=45.0)
         fields.update(overrides)
         return cls(**fields)
 
