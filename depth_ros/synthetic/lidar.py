@@ -30,7 +30,11 @@ kitti_dev with ``bench/lidar_realism.py``, see docs/kitti_dev.md):
   those boxes) while the camera sees the glass or the leaves: real KITTI's most common
   background-through-foreground returns;
 - *range dropout*: real scans lose a growing share of their returns with range (dark, grazing
-  and glossy surfaces at distance), beyond what the light budget alone removes.
+  and glossy surfaces at distance), beyond what the light budget alone removes;
+- *uneven beam spacing* (``kitti_elevations_deg``), as a real sensor's calibration table has.
+
+The see-through effect casts a second sweep (without the see-through boxes), so a
+``LidarModel.kitti()`` sweep costs about twice the ideal one.
 """
 
 from __future__ import annotations
