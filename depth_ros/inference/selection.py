@@ -335,7 +335,9 @@ def open_auto(model_path: str | os.PathLike, device: str = "auto",
         else:
             position = AUTO_ORDER.index(candidate.option)
             before = [(o, r) for o, r in faster if AUTO_ORDER.index(o) < position]
-            if any(o == "tensorrt" for o, _ in before):
+            # Only when this selection skipped TensorRT for not importing (not, say, because
+            # the CPU was asked for while an earlier probe's ImportError is still recorded).
+            if any(o == "tensorrt" and "not importable" in r for o, r in before):
                 _say_not_importable_once()
             LOG.info("backend auto: %s for %s%s", backend.description, candidate.model_path,
                      "" if not before else "; faster options skipped: "
