@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from depth_ros.inference import DepthEstimator, ModelLoadError
-from depth_ros.inference.estimator import fit_scale_shift, round_to_stride
+from depth_ros.inference.alignment import fit_scale_shift
+from depth_ros.inference.preprocessing import round_to_stride
 from depth_ros.metrics import depth_metrics
 from depth_ros.models import ModelMetadata, create_model
 from depth_ros.weights import DEFAULT_MONO_MODEL

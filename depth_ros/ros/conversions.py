@@ -23,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from depth_ros.geometry import PinholeCamera, normalised_pixel_coordinates
+from depth_ros.inference.processor import depth_millimetres
 
 __all__ = [
     "SUPPORTED_ENCODINGS",
@@ -253,19 +254,7 @@ def depth_to_image(depth_m: np.ndarray, header: Header | None,
         return numpy_to_image(depth.astype(np.float32, copy=False), encoding, header)
     if encoding != "16UC1":
         raise ConversionError(f"depth encoding must be '32FC1' or '16UC1', got {encoding!r}")
-    # float64 so the product is exact enough to round the float32 depth itself; a float32
-    # product is 1 mm off on ~0.1 % of pixels of a KITTI-size frame.
-    with np.errstate(over="ignore"):  # absurd finite depths overflow, then saturate below
-        millimetres = np.multiply(depth, 1000.0, dtype=np.float64)
-    np.rint(millimetres, out=millimetres)
-    np.clip(millimetres, 0.0, 65535.0, out=millimetres)
-    # NaN survives the clip and +inf (REP 118 "too far") has no 16UC1 value: both become 0
-    # through a multiply by the mask, which unlike a masked write has no per-pixel branch.
-    keep = (depth > 0) & (depth < np.inf)
-    with np.errstate(invalid="ignore"):  # NaN's cast value is discarded by the mask
-        encoded = millimetres.astype("<u2")
-    encoded *= keep
-    return numpy_to_image(encoded, encoding, header)
+    return numpy_to_image(depth_millimetres(depth), encoding, header)
 
 
 def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:

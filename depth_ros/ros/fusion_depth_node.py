@@ -37,6 +37,7 @@ from depth_ros.ros.conversions import ConversionError, pointcloud2_to_array
 from depth_ros.ros.depth_node_base import (
     BASE_PARAMETER_SPECS,
     BASE_PUBLISHED_TOPICS,
+    CONFIDENCE_TOPIC,
     DepthJob,
     DepthNodeBase,
 )
@@ -82,7 +83,7 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = table(BASE_PARAMETER_SPECS, (
 PARAMETERS: dict[str, object] = defaults(PARAMETER_SPECS)
 
 SUBSCRIBED_TOPICS: tuple[str, ...] = ("image", "camera_info", "lidar/points")
-PUBLISHED_TOPICS: tuple[str, ...] = BASE_PUBLISHED_TOPICS
+PUBLISHED_TOPICS: tuple[str, ...] = (*BASE_PUBLISHED_TOPICS, CONFIDENCE_TOPIC)
 
 
 def _stamp_ns(msg: Image | PointCloud2) -> int:

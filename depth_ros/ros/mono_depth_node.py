@@ -23,7 +23,7 @@ from depth_ros.ros.depth_node_base import (
     DepthNodeBase,
 )
 from depth_ros.ros.entry import end_process, run_node
-from depth_ros.ros.parameters import ParamSpec, defaults
+from depth_ros.ros.parameters import ParameterError, ParamSpec, defaults
 from depth_ros.weights import DEFAULT_MONO_MODEL
 
 NODE_NAME = "mono_depth_node"
@@ -45,6 +45,9 @@ class MonoDepthNode(DepthNodeBase):
 
     def setup_inputs(self) -> None:
         """Subscribe to ``image``."""
+        if self.processor.classical:
+            raise ParameterError("parameter model_path: 'classical' completes LiDAR and this "
+                                 "node has none; run fusion_depth_node for it")
         if self.estimator.metadata.kind == "fusion":
             self.get_logger().warning("a fusion model on mono_depth_node runs without LiDAR "
                                       "(empty sparse input); fusion_depth_node feeds it LiDAR")
