@@ -118,10 +118,10 @@ BASE_PARAMETER_SPECS: tuple[ParamSpec, ...] = (
 BASE_PARAMETERS: dict[str, object] = defaults(BASE_PARAMETER_SPECS)
 
 # Outputs of every depth node (relative names; /diagnostics is absolute by convention).
+# ``depth/confidence`` only while the model has a confidence output (fusion models).
 BASE_PUBLISHED_TOPICS: tuple[str, ...] = (
-    "depth", "depth/camera_info", "depth/info", "points", "depth/colored", "/diagnostics")
-# Published besides, by a node whose model has a confidence output (fusion models).
-CONFIDENCE_TOPIC = "depth/confidence"
+    "depth", "depth/camera_info", "depth/info", "depth/confidence", "points", "depth/colored",
+    "/diagnostics")
 
 
 @dataclass
@@ -203,12 +203,6 @@ def copy_camera_info(info: CameraInfo, header: Header) -> CameraInfo:
                       roi=info.roi)
 
 
-def model_outputs(metadata: Any) -> tuple[str, ...]:
-    """The output names a model's metadata lists (none where it lists none)."""
-    outputs = getattr(metadata, "outputs", None) or ()
-    return tuple(str(name) for name in outputs)
-
-
 def make_estimator(model_path: str, backend: str, num_threads: int,
                    input_size: tuple[int, int] | None) -> DepthEstimator | ClassicalCompletion:
     """The node's estimator: ``classical`` is IP-Basic, anything else a model file.
@@ -287,11 +281,9 @@ class DepthNodeBase(Node, abc.ABC):
         self.depth_info_pub = self.create_publisher(String, "depth/info", latched_qos())
         self.points_pub = self.create_publisher(PointCloud2, "points", out_qos)
         self.colored_pub = self.create_publisher(Image, "depth/colored", out_qos)
-        self._out_qos = out_qos
-        # Created up front when the metadata lists the output, else at the first frame that
-        # has one (metadata written before confidence outputs existed does not list them).
-        self.confidence_pub = (self.create_publisher(Image, CONFIDENCE_TOPIC, out_qos)
-                               if "confidence" in model_outputs(meta) else None)
+        # Advertised by every node (one interface to remap); messages come only from models
+        # with a confidence output.
+        self.confidence_pub = self.create_publisher(Image, "depth/confidence", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
                                                      make_qos("reliable", 10))
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
@@ -442,9 +434,6 @@ class DepthNodeBase(Node, abc.ABC):
         self.depth_pub.publish(numpy_to_image(out.depth_image, out.encoding, header))
         self.info_pub.publish(copy_camera_info(job.camera_info, header))
         if out.confidence is not None:
-            if self.confidence_pub is None:
-                self.confidence_pub = self.create_publisher(Image, CONFIDENCE_TOPIC,
-                                                            self._out_qos)
             self.confidence_pub.publish(numpy_to_image(out.confidence, "32FC1", header))
         if out.cloud is not None:
             cloud = out.cloud

@@ -27,7 +27,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import NoReturn
 
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2
@@ -37,12 +36,11 @@ from depth_ros.ros.conversions import ConversionError, pointcloud2_to_array
 from depth_ros.ros.depth_node_base import (
     BASE_PARAMETER_SPECS,
     BASE_PUBLISHED_TOPICS,
-    CONFIDENCE_TOPIC,
     DepthJob,
     DepthNodeBase,
 )
 from depth_ros.ros.diagnostics import DepthReport
-from depth_ros.ros.entry import end_process, run_node
+from depth_ros.ros.entry import run_node
 from depth_ros.ros.parameters import ParamSpec, defaults, table
 from depth_ros.sensors.extrinsics import (
     AXES_ONLY_SOURCE,
@@ -83,7 +81,7 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = table(BASE_PARAMETER_SPECS, (
 PARAMETERS: dict[str, object] = defaults(PARAMETER_SPECS)
 
 SUBSCRIBED_TOPICS: tuple[str, ...] = ("image", "camera_info", "lidar/points")
-PUBLISHED_TOPICS: tuple[str, ...] = (*BASE_PUBLISHED_TOPICS, CONFIDENCE_TOPIC)
+PUBLISHED_TOPICS: tuple[str, ...] = BASE_PUBLISHED_TOPICS
 
 
 def _stamp_ns(msg: Image | PointCloud2) -> int:
@@ -307,10 +305,10 @@ class FusionDepthNode(DepthNodeBase):
         return report
 
 
-def main(args: list[str] | None = None) -> NoReturn:
+def main(args: list[str] | None = None) -> int:
     """Console-script entry point: ``fusion_depth_node --ros-args --params-file ...``."""
     # ValueError: ExtrinsicsError (a bad matrix or calibration file) is one line too.
-    end_process(run_node(FusionDepthNode, NODE_NAME, args, (ValueError,)))
+    return run_node(FusionDepthNode, NODE_NAME, args, (ValueError,))
 
 
 if __name__ == "__main__":
