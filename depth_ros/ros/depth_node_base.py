@@ -6,10 +6,13 @@ with a LiDAR cloud): a job that arrives while the worker is busy replaces the wa
 which is counted as dropped, so latency never grows with a backlog. A bad message is logged
 (rate-limited, per kind of problem), counted and skipped; the next good one is served.
 
-Outputs, all with the input image's header: ``depth`` (32FC1 metres, NaN = no estimate, or
-16UC1 millimetres), ``depth/camera_info``, ``points`` (organised PointCloud2, optionally
-decimated and coloured), ``depth/colored`` (rgb8), ``depth/info`` (latched std_msgs/String
-JSON saying whether ``depth`` is metric or relative inverse depth) and ``/diagnostics``.
+What is done with a frame is ``depth_ros.inference.processor.FrameProcessor``'s (ROS-free,
+the estimator injected): this module turns messages into its inputs and its outputs into
+messages, all with the input image's header: ``depth`` (32FC1 metres, NaN = no estimate, or
+16UC1 millimetres), ``depth/camera_info``, ``depth/confidence`` (32FC1, 0-1, models with a
+confidence output), ``points`` (organised PointCloud2, optionally decimated and coloured),
+``depth/colored`` (rgb8), ``depth/info`` (latched std_msgs/String JSON saying whether
+``depth`` is metric or relative inverse depth) and ``/diagnostics``.
 """
 
 from __future__ import annotations
@@ -271,7 +274,6 @@ class DepthNodeBase(Node, abc.ABC):
         self._camera_info: CameraInfo | None = None
         self._camera_info_lock = threading.Lock()
         self._info_json: str | None = None  # last published depth/info
-        self._said_once: set[str] = set()
         self._logged_received = 0
 
         self.input_qos = make_qos(p("input_reliability"), int(p("input_depth")))
@@ -359,12 +361,6 @@ class DepthNodeBase(Node, abc.ABC):
         """Counts of skipped or degraded inputs by kind of problem."""
         return {key: count for key, count in self.warner.counts.items()
                 if key not in self.NOT_INPUT_PROBLEMS}
-
-    def warn_once(self, key: str, text: str) -> None:
-        """Log a warning the first time key is seen."""
-        if key not in self._said_once:
-            self._said_once.add(key)
-            self.get_logger().warning(text)
 
     # Worker side.
     def _run_worker(self) -> None:

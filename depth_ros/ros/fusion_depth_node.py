@@ -15,8 +15,10 @@ the axes-only default; TF (``use_tf``, where ``tf2_ros`` is importable), from ea
 cloud dropped with a rate-limited warning until then (``depth_ros.sensors.tf_lookup``); else the
 axes-only default, with a warning. The node says at start which one it uses.
 
-A fusion model takes the sparse depth as input; a relative model is fitted to it (scale and
-shift per frame) and so becomes metric; a mono metric model ignores it.
+A fusion model takes the sparse depth as input (and publishes its confidence on
+``depth/confidence``; ``min_confidence`` drops points from the cloud); a relative model is
+fitted to it (scale and shift per frame) and so becomes metric; a mono metric model ignores
+it. ``model_path: classical`` completes the LiDAR with IP-Basic, no network (no GPU needed).
 
 While no cloud has arrived for ``lidar_timeout_s`` the node serves images alone (a fusion
 model degrades to mono; a relative model's output is relative and ``depth/info`` says so).
