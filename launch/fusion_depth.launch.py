@@ -71,13 +71,15 @@ def generate_launch_description() -> LaunchDescription:
                 [FindPackageShare("depth_ros"), "config", "fusion_depth.yaml"]),
             description="Parameter file of fusion_depth_node"),
         DeclareLaunchArgument("model_path", default_value="",
-                              description="ONNX model or .pt checkpoint; empty: bundled model"),
+                              description="ONNX model or .pt checkpoint; empty: bundled model; "
+                                          "classical: IP-Basic completion of the LiDAR (no "
+                                          "network, no GPU)"),
         DeclareLaunchArgument("backend", default_value="auto",
                               choices=["auto", "tensorrt", "onnxruntime", "torch"],
                               description="auto | tensorrt | onnxruntime | torch"),
         DeclareLaunchArgument("calibration_path", default_value="",
                               description="KITTI calib_velo_to_cam.txt; empty: the "
-                                          "lidar_to_camera parameter of params_file"),
+                                          "lidar_to_camera parameter of params_file, else TF"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="namespace of the node (and of relative topics)"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
@@ -116,6 +118,7 @@ def generate_launch_description() -> LaunchDescription:
                     ("depth", depth_topic),
                     ("depth/camera_info", [depth_topic, "/camera_info"]),
                     ("depth/info", [depth_topic, "/info"]),
+                    ("depth/confidence", [depth_topic, "/confidence"]),
                     ("points", points_topic),
                     ("depth/colored", [depth_topic, "/colored"]),
                 ],

@@ -109,6 +109,7 @@ def generate_launch_description() -> LaunchDescription:
                     ("depth", depth_topic),
                     ("depth/camera_info", [depth_topic, "/camera_info"]),
                     ("depth/info", [depth_topic, "/info"]),
+                    ("depth/confidence", [depth_topic, "/confidence"]),
                     ("points", points_topic),
                     ("depth/colored", [depth_topic, "/colored"]),
                 ],

@@ -70,10 +70,10 @@ class Listener:
     def close(self) -> None:
         """Destroy the node and its context.
 
-        Close a listener after the node processes it talked to have stopped: destroying the
-        last node of a context deletes its DDS participant, and Fast DDS 3.2 can deadlock
-        there while a TCP reader thread blocks on a peer that is alive and silent (see
-        ``depth_ros.ros.entry.release_for_exit``).
+        Close a listener after the node processes it talked to have stopped: over Fast DDS's
+        TCP transport, deleting a participant can deadlock while a TCP reader thread blocks
+        on a peer that is alive and silent (``depth_ros.ros.fastdds_tcp``). The tests run on
+        the shipped profile without TCP; the order keeps them safe under LARGE_DATA too.
         """
         self.executor.shutdown()
         self.node.destroy_node()

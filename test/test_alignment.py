@@ -18,7 +18,7 @@ from depth_ros.inference import (
     ScaleShiftFit,
     robust_scale_shift,
 )
-from depth_ros.inference.estimator import fit_scale_shift
+from depth_ros.inference.alignment import fit_scale_shift
 from depth_ros.models import ModelMetadata, create_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -200,7 +200,7 @@ def test_missing_onnxruntime_is_one_fatal_line(backend):
 
     script = ("import sys; sys.modules['onnxruntime'] = None\n"
               "from depth_ros.ros.mono_depth_node import main\n"
-              f"main(['--ros-args', '-p', 'backend:={backend}'])\n")
+              f"sys.exit(main(['--ros-args', '-p', 'backend:={backend}']))\n")
     if backend == "auto":  # torch would step in: take it away too
         script = "import sys; sys.modules['torch'] = None\n" + script
     result = _run([sys.executable, "-c", script])

@@ -594,3 +594,26 @@ def test_pointcloud2_to_array_empty_organised_cloud() -> None:
     msg, _ = lidar_cloud(1, 3, 0, bigendian=False)
     msg.height, msg.width, msg.row_step, msg.data = 0, 0, 0, b""
     assert pointcloud2_to_array(msg).shape == (0, 3)
+
+
+def test_private_data_slot_is_used_only_where_it_behaves_as_the_setter():
+    from depth_ros.ros.conversions import _private_data_slot_works, _set_data
+
+    # The rosidl layout of this rclpy: the slot is used, and the message is what the
+    # setter would have made.
+    assert _private_data_slot_works(Image) and _private_data_slot_works(PointCloud2)
+    buf = array.array("B", range(12))
+    fast, slow = Image(height=1, width=4, step=12, encoding="rgb8"), Image(
+        height=1, width=4, step=12, encoding="rgb8")
+    _set_data(fast, buf)
+    slow.data = array.array("B", range(12))
+    assert fast.data is buf
+    assert serialize_message(fast) == serialize_message(slow)
+
+    class OtherLayout:  # no _data slot: a layout this module does not know
+        __slots__ = ("data",)
+
+    assert not _private_data_slot_works(OtherLayout)
+    other = OtherLayout()
+    _set_data(other, buf)
+    assert other.data is buf  # through the public attribute

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 
 from depth_ros.inference import DepthEstimator
-from depth_ros.inference.estimator import (
+from depth_ros.inference.preprocessing import (
     depth_anything_v2_input_size,
     resize_bilinear_align_corners,
 )

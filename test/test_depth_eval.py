@@ -190,7 +190,7 @@ def test_node_scores_published_pairs_and_writes_on_request(tmp_path):
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     # One context, one DDS participant: deleting one of two participants that talk over TCP
-    # while the other lives can deadlock in Fast DDS 3.2 (ros_helpers.Listener.close).
+    # while the other lives can deadlock in Fast DDS 3.2 (depth_ros.ros.fastdds_tcp).
     pub = Publisher(ns, context=context)
     executors = [executor, pub.executor]
     pairs = [_pair(seed) for seed in range(10, 14)]

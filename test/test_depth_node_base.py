@@ -1,9 +1,8 @@
-"""The depth nodes' shared helpers without a ROS graph: decimated clouds, depth/info, the
-newest-only mailbox."""
+"""The depth nodes' shared helpers without a ROS graph: decimated clouds, the newest-only
+mailbox."""
 
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
@@ -11,14 +10,9 @@ import pytest
 from std_msgs.msg import Header
 
 from depth_ros.geometry import PinholeCamera
+from depth_ros.inference.processor import decimated_intrinsics
 from depth_ros.ros.conversions import depth_to_pointcloud2, pointcloud2_to_array
-from depth_ros.ros.depth_node_base import (
-    METRIC,
-    RELATIVE,
-    NewestSlot,
-    decimated_intrinsics,
-    depth_info,
-)
+from depth_ros.ros.depth_node_base import NewestSlot
 
 
 @pytest.mark.parametrize("step", [2, 3, 4])
@@ -36,23 +30,6 @@ def test_decimated_cloud_is_every_step_th_point_of_the_full_cloud(step):
     points = pointcloud2_to_array(cloud, ("x", "y", "z")).reshape(*small_depth.shape, 3)
     np.testing.assert_allclose(points, full, rtol=2e-6, atol=1e-5, equal_nan=True)
     assert np.isnan(points[np.isnan(small_depth)]).all()
-
-
-def test_decimated_intrinsics_divide_focal_lengths_and_principal_point():
-    k = np.array([[700.0, 0, 600.0], [0, 710.0, 180.0], [0, 0, 1]])
-    np.testing.assert_allclose(decimated_intrinsics(k, 4),
-                               [[175.0, 0, 150.0], [0, 177.5, 45.0], [0, 0, 1]])
-    assert k[0, 0] == 700.0  # the input is not modified
-
-
-def test_depth_info_says_what_the_numbers_mean():
-    metric = json.loads(depth_info(METRIC, "16UC1", "m.onnx", "onnxruntime", True))
-    assert metric == {"kind": "metric", "units": "millimetres", "encoding": "16UC1",
-                      "model": "m.onnx", "backend": "onnxruntime", "lidar": True}
-    assert json.loads(depth_info(METRIC, "32FC1", "m.onnx", "torch", False))["units"] == "metres"
-    relative = json.loads(depth_info(RELATIVE, "32FC1", "r.onnx", "torch", False))
-    assert relative["kind"] == "relative_inverse_depth"
-    assert relative["units"].startswith("affine-invariant inverse depth")
 
 
 def test_newest_slot_keeps_the_newest_and_counts_the_rest():

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from depth_ros.inference import DepthEstimator, ModelLoadError
-from depth_ros.inference.estimator import fit_scale_shift, round_to_stride
+from depth_ros.inference.alignment import fit_scale_shift
+from depth_ros.inference.preprocessing import round_to_stride
 from depth_ros.metrics import depth_metrics
 from depth_ros.models import ModelMetadata, create_model
 from depth_ros.weights import DEFAULT_MONO_MODEL
@@ -255,3 +256,18 @@ def test_bundled_model_beats_the_median_baseline(held_out_frame) -> None:
                              mask=valid)
     assert model["abs_rel"] < 0.2 and model["a1"] > 0.75
     assert model["abs_rel"] < 0.5 * baseline["abs_rel"]
+
+
+@bundled
+def test_from_backend_is_the_same_estimator_around_an_open_backend():
+    """``from_backend`` (models in memory, e.g. pseudo-label teachers) runs the same pre- and
+    post-processing as an estimator opened from the file."""
+    opened = DepthEstimator(DEFAULT_MONO_MODEL, backend="onnxruntime", input_size=(100, 330))
+    wrapped = DepthEstimator.from_backend(opened._backend, input_size=(100, 330))
+    assert wrapped.input_size == opened.input_size == (96, 320)  # rounded to the stride
+    assert wrapped.backend_name == opened.backend_name and wrapped.skipped_backends == []
+    assert wrapped.model_path == opened.model_path and wrapped.min_fit_points == 20
+    rgb = np.random.default_rng(3).integers(0, 255, (128, 416, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(wrapped.predict(rgb, fx=300.0), opened.predict(rgb, fx=300.0))
+    with pytest.raises(ValueError, match="preprocess"):
+        DepthEstimator.from_backend(opened._backend, preprocess="bicubic")

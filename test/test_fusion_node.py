@@ -25,6 +25,7 @@ from ros_helpers import (
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
+from depth_ros.completion import ClassicalCompletion
 from depth_ros.inference import DepthEstimator
 from depth_ros.kitti import KittiDrive, KittiRawCalibration, read_velodyne_bin
 from depth_ros.models import ModelMetadata, create_model
@@ -395,6 +396,52 @@ def test_relative_model_is_relative_without_lidar_and_metric_with_it(drive, tmp_
             stop_node(proc, log)
         finally:  # the node first: see ros_helpers.Listener.close
             listener.close()
+
+
+def test_classical_model_completes_the_lidar_without_a_network(drive, tmp_path):
+    """model_path: classical runs IP-Basic: the node's depth is ClassicalCompletion's for the
+    projected scan, metric; without LiDAR it is all NaN and the node warns once."""
+    calib = KittiRawCalibration.from_files(drive.calib_path(),
+                                           drive.calib_path("calib_velo_to_cam.txt"))
+    ns, log = "/t_fusion_classical", tmp_path / "node.log"
+    proc = start_node("fusion_depth_node", "fusion_depth.yaml", ns, log,
+                      model_path="classical", lidar_timeout_s=0.5,
+                      calibration_path=str(drive.calib_path("calib_velo_to_cam.txt")))
+    listener = Listener(ns, TOPICS, qos={"depth/info": latched_qos()})
+    rig = Rig(listener, drive)
+    try:
+        assert listener.spin_until(lambda: listener.node.count_publishers("depth") > 0, 60)
+        _, msg = rig.serve(1)
+        depth = image_to_numpy(msg)
+        sparse = calib.sparse_depth(rig.scan(1), WIDTH, HEIGHT)
+        expected = ClassicalCompletion().predict(drive.rgb(1), sparse)
+        np.testing.assert_allclose(depth, expected, rtol=1e-5, equal_nan=True)
+        assert np.isfinite(depth).mean() > 0.3
+        assert _abs_rel(depth, drive.groundtruth(1)) < 0.2
+        info = json.loads(listener.msgs["depth/info"][-1].data)
+        assert info["kind"] == "metric" and info["model"] == "classical" and info["lidar"]
+        assert "ip_basic" in info["backend"]
+        # No LiDAR for lidar_timeout_s: images alone, all NaN, one warning.
+        listener.spin_until(lambda: False, 1.0)
+        _, msg = rig.serve(2, lidar=False)
+        assert np.isnan(image_to_numpy(msg)).all()
+        rig.serve(3, lidar=False)
+        assert log.read_text().count("classical completion (IP-Basic) has no LiDAR") == 1
+    finally:
+        try:
+            stop_node(proc, log)
+        finally:  # the node first: see ros_helpers.Listener.close
+            listener.close()
+
+
+def test_classical_model_on_the_mono_node_is_one_fatal_line():
+    cmd = node_command("mono_depth_node", find_config("mono_depth.yaml"),
+                       params={"model_path": "classical"})
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = [line for line in (result.stdout + result.stderr).strip().splitlines()
+             if "FATAL" in line or "Traceback" in line]
+    assert len(lines) == 1 and "run fusion_depth_node" in lines[0], result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("params, words", [

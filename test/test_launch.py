@@ -247,7 +247,8 @@ def test_mono_launch_graph_parameters_and_depth(workspace, tmp_path):
                               "/clock": "Clock"}
         assert published == {f"{ns}/depth_ros/{t}": kind for t, kind in (
             ("depth", "Image"), ("depth/camera_info", "CameraInfo"), ("depth/info", "String"),
-            ("points", "PointCloud2"), ("depth/colored", "Image"))} | {
+            ("depth/confidence", "Image"), ("points", "PointCloud2"),
+            ("depth/colored", "Image"))} | {
             "/diagnostics": "DiagnosticArray"}
         params = _parameters(listener, f"{ns}/mono_depth_node",
                              ["backend", "model_path", "use_sim_time", "input_reliability",

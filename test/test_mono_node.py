@@ -18,6 +18,7 @@ from std_msgs.msg import Header, String
 
 from depth_ros.geometry import PinholeCamera
 from depth_ros.inference import DepthEstimator
+from depth_ros.inference.processor import decimated_intrinsics
 from depth_ros.kitti import KittiDrive
 from depth_ros.ros.conversions import (
     camera_info_to_camera,
@@ -26,7 +27,6 @@ from depth_ros.ros.conversions import (
     numpy_to_image,
     pointcloud2_to_array,
 )
-from depth_ros.ros.depth_node_base import decimated_intrinsics
 from depth_ros.ros.launching import find_config, node_command, stop_process
 from depth_ros.ros.qos import latched_qos
 from depth_ros.synthetic import write_synthetic_drive

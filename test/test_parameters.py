@@ -292,7 +292,7 @@ def test_live_node_describes_its_parameters_and_applies_only_live_ones(context):
                 found["num_threads"].integer_range[0].to_value) == (0, 1024)
         assert not found["publish_colored"].read_only
         assert "one of 32FC1, 16UC1" in found["depth_encoding"].additional_constraints
-        assert node.max_depth_m == 60.0
+        assert node.processor.options.max_depth_m == 60.0
 
         def set_one(name, value):
             msg = ParameterMsg(name=name, value=Parameter(name, value=value)
@@ -301,10 +301,20 @@ def test_live_node_describes_its_parameters_and_applies_only_live_ones(context):
 
         assert set_one("publish_colored", False).successful
         assert node.param("publish_colored") is False
-        assert set_one("colored_range", "auto").successful and node.colored_range == "auto"
+        options = node.processor.options
+        assert set_one("colored_range", "auto").successful
+        assert node.processor.options.colored_range == "auto"
         refused = set_one("colored_range", "rainbow")
         assert not refused.successful and "one of fixed, auto" in refused.reason
-        assert node.colored_range == "auto"
+        assert node.processor.options.colored_range == "auto"
+        # Live policy reaches the frame processor (one new options object each time).
+        assert set_one("points_decimation", 4).successful
+        assert set_one("min_confidence", 0.4).successful
+        assert (node.processor.options.points_decimation,
+                node.processor.options.min_confidence) == (4, 0.4)
+        assert not set_one("min_confidence", 1.5).successful
+        assert node.processor.options.min_confidence == 0.4
+        assert node.processor.options is not options and options.colored_range == "fixed"
         refused = set_one("max_depth_m", 50.0)
         assert not refused.successful and "read-only" in refused.reason
         assert not set_one("points_decimation", 0).successful

@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from depth_ros.completion import CLASSICAL_MODEL_NAME, ClassicalCompletion
 from depth_ros.inference import DepthEstimator, ModelLoadError
-from depth_ros.inference.estimator import fit_scale_shift
+from depth_ros.inference.alignment import fit_scale_shift
 from depth_ros.kitti import KittiFormatError, find_drives
 from depth_ros.metrics import (
     DEVKIT_METRIC_NAMES,

@@ -32,7 +32,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from depth_ros.fileio import write_atomic, write_bytes_atomic
 from depth_ros.inference.backends import ModelLoadError
 from depth_ros.inference.engine_cache import sha256_of_file
-from depth_ros.inference.estimator import DepthEstimator, round_to_stride
+from depth_ros.inference.estimator import DepthEstimator
 from depth_ros.models.checkpoints import (
     CheckpointError,
     load_weights_only,
@@ -81,26 +81,6 @@ class ModuleBackend:
         """N×3×H×W float32 → N×1×H×W float32."""
         with torch.inference_mode():
             return self.model(torch.from_numpy(image).to(self.device)).float().cpu().numpy()
-
-
-class ModuleEstimator(DepthEstimator):
-    """A ``DepthEstimator`` (the same pre- and post-processing) whose model is in memory: the
-    official ``.pth`` files carry no metadata, and a loaded teacher can sit on a GPU.
-
-    Args:
-        backend: the model and its metadata.
-        model_path: the file it came from (for messages).
-        input_size: network (height, width), rounded to the stride.
-        preprocess: ``default`` or ``depth_anything_v2``.
-    """
-
-    def __init__(self, backend: ModuleBackend, model_path: str | os.PathLike,
-                 input_size: tuple[int, int], preprocess: str) -> None:
-        # DepthEstimator.__init__ opens a model file; set what its methods read instead.
-        self.preprocess = preprocess
-        self.model_path = Path(model_path)
-        self._backend = backend
-        self.input_size = round_to_stride(tuple(input_size), backend.metadata.stride)
 
 
 @dataclass
@@ -197,8 +177,8 @@ def load_teacher(path: str | os.PathLike, encoder: str | None = None,
             size = input_size or (DA_V2_INPUT_SIZE, DA_V2_INPUT_SIZE)
             chosen = "depth_anything_v2" if preprocess == "auto" else preprocess
         del payload
-        estimator = ModuleEstimator(ModuleBackend(model, meta, torch_device, path), path,
-                                    size, chosen)
+        estimator = DepthEstimator.from_backend(ModuleBackend(model, meta, torch_device, path),
+                                                input_size=size, preprocess=chosen)
     if meta.kind != "mono":
         raise TeacherError(f"{path} is a {meta.kind} model; a teacher sees images only")
     info.update(architecture=meta.architecture, output=meta.output, version=meta.version)

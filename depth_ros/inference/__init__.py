@@ -9,8 +9,8 @@ from depth_ros.inference.estimator import (
     RELATIVE,
     DepthEstimator,
     DepthPrediction,
-    resize_rgb,
 )
+from depth_ros.inference.preprocessing import resize_rgb
 from depth_ros.inference.selection import AUTO_ORDER, BackendUnavailable
 
 __all__ = [

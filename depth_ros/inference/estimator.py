@@ -20,7 +20,6 @@ from depth_ros.geometry import resize_sparse_depth
 from depth_ros.inference.alignment import (
     DEFAULT_MIN_POINTS,
     ScaleShiftFit,
-    fit_scale_shift,
     robust_scale_shift,
 )
 from depth_ros.inference.preprocessing import (
@@ -38,12 +37,6 @@ from depth_ros.inference.selection import (
 from depth_ros.models.metadata import ModelMetadata
 
 LOG = logging.getLogger(__name__)
-
-__all__ = [  # the helpers re-exported here keep their old import path working
-    "BACKENDS", "METRIC", "PRECISIONS", "PREPROCESSING", "RELATIVE", "DepthEstimator",
-    "DepthPrediction", "ScaleShiftFit", "depth_anything_v2_input_size", "fit_scale_shift",
-    "resize_bilinear_align_corners", "resize_rgb", "round_to_stride",
-]
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 # TensorRT precisions a DepthEstimator builds (INT8 needs calibration data: training/export.py).
@@ -117,12 +110,6 @@ class DepthEstimator:
         TensorRTUnavailable: ``backend="tensorrt"`` without TensorRT 10 and a CUDA device.
     """
 
-    # Class-level defaults: estimators that set their attributes without __init__ (an
-    # in-memory model, training/pseudo_label.py) still work.
-    min_fit_points: int = DEFAULT_MIN_POINTS
-    preprocess: str = "default"
-    skipped_backends: list[tuple[str, str]] = []  # noqa: RUF012 - replaced, never mutated
-
     def __init__(self, model_path: str | os.PathLike, backend: str = "auto",
                  num_threads: int = 0, input_size: tuple[int, int] | None = None,
                  preprocess: str = "default", device: str = "auto",
@@ -143,18 +130,41 @@ class DepthEstimator:
                 raise ValueError(f"providers are onnxruntime's; backend is {backend!r}")
         if input_size is not None and (len(input_size) != 2 or min(input_size) <= 0):
             raise ValueError(f"input_size must be (height, width) > 0, got {input_size}")
-        self.preprocess = preprocess
-        self.min_fit_points = int(min_fit_points)
         options = BackendOptions(num_threads=num_threads,
                                  providers=None if providers is None else tuple(providers),
                                  precision=precision, engine_cache=engine_cache,
                                  input_size=None if input_size is None else
                                  tuple(int(v) for v in input_size))
         if backend == "auto":
-            self._backend, self.skipped_backends = open_auto(model_path, device, options)
+            opened, skipped = open_auto(model_path, device, options)
         else:
-            self._backend = open_named(backend, model_path, device, options)
-            self.skipped_backends = []
+            opened, skipped = open_named(backend, model_path, device, options), []
+        self._setup(opened, input_size, preprocess, min_fit_points)
+        self.skipped_backends = skipped
+
+    @classmethod
+    def from_backend(cls, backend, input_size: tuple[int, int] | None = None,
+                     preprocess: str = "default",
+                     min_fit_points: int = DEFAULT_MIN_POINTS) -> DepthEstimator:
+        """An estimator around a backend already open (e.g. a model in memory on a GPU, as
+        training/pseudo_label.py's teachers): the same pre- and post-processing.
+
+        ``backend`` has ``name``, ``metadata``, ``model_path`` and ``run(image, sparse)``
+        (``depth_ros.inference.backends``' interface); ``description`` is optional.
+        """
+        if preprocess not in PREPROCESSING:
+            raise ValueError(f"preprocess must be one of {PREPROCESSING}, got {preprocess!r}")
+        estimator = cls.__new__(cls)
+        estimator._setup(backend, input_size, preprocess, min_fit_points)
+        estimator.skipped_backends = []
+        return estimator
+
+    def _setup(self, backend, input_size: tuple[int, int] | None, preprocess: str,
+               min_fit_points: int) -> None:
+        """What every estimator holds, from its open backend."""
+        self._backend = backend
+        self.preprocess = preprocess
+        self.min_fit_points = int(min_fit_points)
         self.model_path = Path(self._backend.model_path)
         meta = self._backend.metadata
         wanted = input_size if input_size is not None else meta.train_input_size

@@ -38,7 +38,6 @@ from depth_ros.inference.engine_cache import (
     describe_profile,
     engine_cache_dir,
     engine_profile,
-    input_channels,  # noqa: F401 - re-exported: its old import path
     load_cached_or_build,
     sha256_of_file,
     write_bytes_durably,

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -45,7 +44,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
 from tqdm import tqdm
 
-from depth_ros.ros.entry import end_process, prepare_process, release_for_exit
+from depth_ros.ros.entry import prepare_process, release
 
 NODE_NAME = "depth_ros_bag_play"
 TF_STATIC_TOPIC = "/tf_static"
@@ -404,13 +403,14 @@ def play_main(argv: list[str] | None = None) -> int:
     finally:
         if player is not None:
             player.close()
-        release_for_exit(node)  # the process ends next (main)
+        release(node)
+        rclpy.try_shutdown()
     return 0
 
 
-def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point: plays, then ends the process (see ``end_process``)."""
-    end_process(play_main(argv))
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: plays; returns the exit code."""
+    return play_main(argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import rclpy.logging
@@ -26,7 +25,7 @@ from std_msgs.msg import Empty
 
 from depth_ros.online_eval import CROPS, EvalProtocol, OnlineDepthEvaluator
 from depth_ros.ros.conversions import ConversionError, image_to_numpy
-from depth_ros.ros.entry import end_process, run_node
+from depth_ros.ros.entry import run_node
 from depth_ros.ros.parameters import (
     ParameterError,
     ParamSpec,
@@ -186,9 +185,9 @@ class DepthEvalNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> NoReturn:
+def main(args: list[str] | None = None) -> int:
     """Console-script entry point: ``depth_eval_node --ros-args -r depth:=... ``."""
-    end_process(run_node(DepthEvalNode, NODE_NAME, args, (ValueError,)))
+    return run_node(DepthEvalNode, NODE_NAME, args, (ValueError,))
 
 
 if __name__ == "__main__":

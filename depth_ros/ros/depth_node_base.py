@@ -6,15 +6,19 @@ with a LiDAR cloud): a job that arrives while the worker is busy replaces the wa
 which is counted as dropped, so latency never grows with a backlog. A bad message is logged
 (rate-limited, per kind of problem), counted and skipped; the next good one is served.
 
-Outputs, all with the input image's header: ``depth`` (32FC1 metres, NaN = no estimate, or
-16UC1 millimetres), ``depth/camera_info``, ``points`` (organised PointCloud2, optionally
-decimated and coloured), ``depth/colored`` (rgb8), ``depth/info`` (latched std_msgs/String
-JSON saying whether ``depth`` is metric or relative inverse depth) and ``/diagnostics``.
+What is done with a frame is ``depth_ros.inference.processor.FrameProcessor``'s (ROS-free,
+the estimator injected): this module turns messages into its inputs and its outputs into
+messages, all with the input image's header: ``depth`` (32FC1 metres, NaN = no estimate, or
+16UC1 millimetres), ``depth/camera_info``, ``depth/confidence`` (32FC1, 0-1, models with a
+confidence output), ``points`` (organised PointCloud2, optionally decimated and coloured),
+``depth/colored`` (rgb8), ``depth/info`` (latched std_msgs/String JSON saying whether
+``depth`` is metric or relative inverse depth) and ``/diagnostics``.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import threading
 import time
@@ -30,14 +34,22 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
+from depth_ros.completion import CLASSICAL_MODEL_NAME, ClassicalCompletion
 from depth_ros.errors import DepthRosError
 from depth_ros.geometry import PinholeCamera
 from depth_ros.inference import BackendUnavailable, DepthEstimator, ModelLoadError
-from depth_ros.inference.estimator import BACKENDS, METRIC, RELATIVE, DepthPrediction
+from depth_ros.inference.estimator import BACKENDS
+from depth_ros.inference.processor import (
+    COLORED_RANGES,
+    DEPTH_ENCODINGS,
+    DEPTH_UNITS,
+    FrameOutput,
+    FrameProcessor,
+    ProcessorOptions,
+)
 from depth_ros.ros.conversions import (
     ConversionError,
     camera_info_to_camera,
-    depth_to_image,
     depth_to_pointcloud2,
     image_to_rgb,
     numpy_to_image,
@@ -54,12 +66,7 @@ from depth_ros.ros.parameters import (
 )
 from depth_ros.ros.qos import latched_qos, make_qos
 from depth_ros.ros.rate_limit import RateLimitedWarner
-from depth_ros.viz import colorize_depth
 
-UNITS = {METRIC: "metres", RELATIVE: "affine-invariant inverse depth (larger is nearer)"}
-DEPTH_ENCODINGS = ("32FC1", "16UC1")
-DEPTH_UNITS = {"32FC1": "metres", "16UC1": "millimetres"}
-COLORED_RANGES = ("fixed", "auto")
 RELIABILITIES = ("best_effort", "reliable")
 STATS_WINDOW_S = 5.0  # rates, latency percentiles and drop shares are over this window
 STALE_AFTER_S = 3.0  # diagnostics warn when no input came for this long
@@ -69,7 +76,9 @@ STALE_AFTER_S = 3.0  # diagnostics warn when no input came for this long
 # ones are applied when changed (``ros2 param set``); the rest are read-only.
 BASE_PARAMETER_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "", "the model file: a .onnx bundle or a .pt checkpoint; empty: "
-              "the node's bundled default model", allowed="a file path, or empty"),
+              "the node's bundled default model; 'classical': IP-Basic completion of the LiDAR "
+              "(no network, no GPU; fusion_depth_node only)",
+              allowed="a file path, 'classical', or empty"),
     ParamSpec("backend", "auto", "inference backend; auto tries the fastest that runs here",
               choices=BACKENDS),
     ParamSpec("num_threads", 0, "inference threads; 0 = the runtime's choice",
@@ -93,6 +102,9 @@ BASE_PARAMETER_SPECS: tuple[ParamSpec, ...] = (
               "(while subscribed)", live=True),
     ParamSpec("colored_range", "fixed", "colour scale: fixed = min/max_depth_m, auto = 2nd-98th "
               "percentile of each frame", choices=COLORED_RANGES, live=True),
+    ParamSpec("min_confidence", 0.0, "points whose confidence (models with a confidence "
+              "output) is below this are NaN in 'points'; 0 keeps every point",
+              minimum=0.0, maximum=1.0, live=True),
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the inputs",
               choices=RELIABILITIES),
     ParamSpec("input_depth", 1, "QoS history depth of the inputs", minimum=1, maximum=1000),
@@ -109,8 +121,10 @@ BASE_PARAMETER_SPECS: tuple[ParamSpec, ...] = (
 BASE_PARAMETERS: dict[str, object] = defaults(BASE_PARAMETER_SPECS)
 
 # Outputs of every depth node (relative names; /diagnostics is absolute by convention).
+# ``depth/confidence`` only while the model has a confidence output (fusion models).
 BASE_PUBLISHED_TOPICS: tuple[str, ...] = (
-    "depth", "depth/camera_info", "depth/info", "points", "depth/colored", "/diagnostics")
+    "depth", "depth/camera_info", "depth/info", "depth/confidence", "points", "depth/colored",
+    "/diagnostics")
 
 
 @dataclass
@@ -184,31 +198,31 @@ def wind_down_logger(node: Node):
     return rclpy.logging.get_logger(f"{logger.name}.exit")
 
 
-def decimated_intrinsics(K: np.ndarray, step: int) -> np.ndarray:  # noqa: N803
-    """Intrinsics of the image made of every ``step``-th pixel (``image[::step, ::step]``).
-
-    Pixel (i, j) of that image is pixel (step·i, step·j) of the original, so
-    (step·i − cx) / fx = (i − cx/step) / (fx/step): every entry is divided by the step.
-    """
-    k = np.array(K, dtype=np.float64)
-    k[:2] /= step
-    return k
-
-
-def depth_info(kind: str, encoding: str, model: str, backend: str, lidar: bool) -> str:
-    """The JSON of ``depth/info``: what the numbers on ``depth`` mean (metric 16UC1 depth is
-    in millimetres)."""
-    units = DEPTH_UNITS[encoding] if kind == METRIC else UNITS[kind]
-    return json.dumps({"kind": kind, "units": units, "encoding": encoding,
-                       "model": model, "backend": backend, "lidar": lidar}, sort_keys=True)
-
-
 def copy_camera_info(info: CameraInfo, header: Header) -> CameraInfo:
     """A copy of a CameraInfo with another header (the cached input is never modified)."""
     return CameraInfo(header=header, height=info.height, width=info.width,
                       distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r,
                       p=info.p, binning_x=info.binning_x, binning_y=info.binning_y,
                       roi=info.roi)
+
+
+def make_estimator(model_path: str, backend: str, num_threads: int,
+                   input_size: tuple[int, int] | None) -> DepthEstimator | ClassicalCompletion:
+    """The node's estimator: ``classical`` is IP-Basic, anything else a model file.
+
+    Raises one-line errors: ``ModelLoadError`` (the file), ``BackendUnavailable`` naming the
+    ``backend`` parameter.
+    """
+    if model_path == CLASSICAL_MODEL_NAME:
+        return ClassicalCompletion()
+    try:
+        return DepthEstimator(model_path, backend=backend, num_threads=num_threads,
+                              input_size=input_size)
+    except ModelLoadError:
+        raise  # names the file and what is wrong with it
+    except DepthRosError as exc:  # BackendUnavailable, TensorRTUnavailable
+        raise BackendUnavailable(f"parameter backend: {backend!r} cannot run here: "
+                                 f"{exc}") from exc
 
 
 class DepthNodeBase(Node, abc.ABC):
@@ -235,30 +249,24 @@ class DepthNodeBase(Node, abc.ABC):
         input_size = None
         if p("input_width") > 0:
             input_size = (int(p("input_height")), int(p("input_width")))
-        self.depth_encoding = p("depth_encoding")
-        self.colored_range = p("colored_range")
-        self.points_decimation = int(p("points_decimation"))
         # The backend choice and a TensorRT engine build ("building one now, expect minutes")
         # are logged by the core through Python logging: shown in this node's log.
         forward_core_logs(self.get_logger())
-        try:
-            self.estimator = DepthEstimator(self.model_path, backend=p("backend"),
-                                            num_threads=int(p("num_threads")),
-                                            input_size=input_size)
-        except ModelLoadError:
-            raise  # names the file and what is wrong with it
-        except DepthRosError as exc:  # BackendUnavailable, TensorRTUnavailable
-            raise BackendUnavailable(f"parameter backend: {p('backend')!r} cannot run here: "
-                                     f"{exc}") from exc
+        self.estimator = make_estimator(self.model_path, p("backend"), int(p("num_threads")),
+                                        input_size)
         meta = self.estimator.metadata
-        self.min_depth_m = float(p("min_depth_m")) or float(meta.min_depth_m)
-        self.max_depth_m = float(p("max_depth_m")) or float(meta.max_depth_m)
-        if not 0 < self.min_depth_m < self.max_depth_m:
+        low = float(p("min_depth_m")) or float(meta.min_depth_m)
+        high = float(p("max_depth_m")) or float(meta.max_depth_m)
+        if not 0 < low < high:
             raise ParameterError(
-                f"parameters min_depth_m and max_depth_m: the range {self.min_depth_m:g}-"
-                f"{self.max_depth_m:g} m is empty (0 takes the model's {meta.min_depth_m:g}-"
-                f"{meta.max_depth_m:g} m); min_depth_m must be below max_depth_m")
-
+                f"parameters min_depth_m and max_depth_m: the range {low:g}-{high:g} m is "
+                f"empty (0 takes the model's {meta.min_depth_m:g}-{meta.max_depth_m:g} m); "
+                "min_depth_m must be below max_depth_m")
+        self.processor = FrameProcessor(self.estimator, ProcessorOptions(
+            min_depth_m=low, max_depth_m=high, depth_encoding=p("depth_encoding"),
+            points_decimation=int(p("points_decimation")), points_rgb=bool(p("points_rgb")),
+            colored_range=p("colored_range"), min_confidence=float(p("min_confidence"))),
+            Path(self.model_path).name)
         self.warner = RateLimitedWarner(self.get_logger().warning, float(p("warn_period_s")))
         watch_live_parameters(self, parameters, self._apply_live_parameters)
         self.stats = NodeStats(window_s=STATS_WINDOW_S)
@@ -266,9 +274,6 @@ class DepthNodeBase(Node, abc.ABC):
         self._camera_info: CameraInfo | None = None
         self._camera_info_lock = threading.Lock()
         self._info_json: str | None = None  # last published depth/info
-        self._said_once: set[str] = set()
-        self.output_kind = "unknown"
-        self.last_fit: dict[str, float | int | bool] | None = None
         self._logged_received = 0
 
         self.input_qos = make_qos(p("input_reliability"), int(p("input_depth")))
@@ -278,16 +283,19 @@ class DepthNodeBase(Node, abc.ABC):
         self.depth_info_pub = self.create_publisher(String, "depth/info", latched_qos())
         self.points_pub = self.create_publisher(PointCloud2, "points", out_qos)
         self.colored_pub = self.create_publisher(Image, "depth/colored", out_qos)
+        # Advertised by every node (one interface to remap); messages come only from models
+        # with a confidence output.
+        self.confidence_pub = self.create_publisher(Image, "depth/confidence", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
                                                      make_qos("reliable", 10))
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                  self.input_qos)
 
+        encoding = p("depth_encoding")
         self.get_logger().info(
             f"model {self.model_path} ({meta.architecture}, {meta.kind}, {meta.output}) on "
-            f"{self.estimator.backend_name}; depth {self.depth_encoding} "
-            f"({DEPTH_UNITS[self.depth_encoding]}), range {self.min_depth_m:g}-"
-            f"{self.max_depth_m:g} m")
+            f"{self.estimator.backend_name}; depth {encoding} ({DEPTH_UNITS[encoding]}), "
+            f"range {low:g}-{high:g} m")
         self.setup_inputs()
         # Started last: a node that failed to build has no thread keeping it alive.
         self._worker = threading.Thread(target=self._run_worker, name="depth_inference",
@@ -306,15 +314,27 @@ class DepthNodeBase(Node, abc.ABC):
         return self.get_parameter(name).value
 
     def _apply_live_parameters(self, values: dict[str, ParamValue]) -> None:
-        """Apply checked ``ros2 param set`` values; the boolean switches are read per frame."""
-        if "colored_range" in values:
-            self.colored_range = str(values["colored_range"])
-        if "points_decimation" in values:
-            self.points_decimation = int(values["points_decimation"])
+        """Apply checked ``ros2 param set`` values; the publish switches are read per frame."""
+        policy = {name: values[name] for name in ("points_rgb", "points_decimation",
+                                                  "colored_range", "min_confidence")
+                  if name in values}
+        if policy:
+            # One new immutable options object: the worker reads a whole old or new one.
+            self.processor.options = dataclasses.replace(self.processor.options, **policy)
         if "warn_period_s" in values:
             self.warner.period_s = float(values["warn_period_s"])
         changed = ", ".join(f"{name} {value}" for name, value in sorted(values.items()))
         self.get_logger().info(f"parameters changed: {changed}")
+
+    @property
+    def output_kind(self) -> str:
+        """``metric``, ``relative_inverse_depth`` or ``unknown`` (nothing published yet)."""
+        return self.processor.output_kind
+
+    @property
+    def last_fit(self) -> dict[str, float | int | bool] | None:
+        """The last LiDAR fit's figures (relative models given LiDAR), else None."""
+        return self.processor.last_fit
 
     # Subscriber side: cheap, never raises, never blocks on inference.
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -341,12 +361,6 @@ class DepthNodeBase(Node, abc.ABC):
         """Counts of skipped or degraded inputs by kind of problem."""
         return {key: count for key, count in self.warner.counts.items()
                 if key not in self.NOT_INPUT_PROBLEMS}
-
-    def warn_once(self, key: str, text: str) -> None:
-        """Log a warning the first time key is seen."""
-        if key not in self._said_once:
-            self._said_once.add(key)
-            self.get_logger().warning(text)
 
     # Worker side.
     def _run_worker(self) -> None:
@@ -390,101 +404,39 @@ class DepthNodeBase(Node, abc.ABC):
         if camera is None:
             return
         sparse = self.sparse_depth(job, camera)
-        if sparse is None and self.estimator.metadata.kind == "fusion":
-            # A fusion model without LiDAR degrades to mono: an empty sparse input.
-            sparse = np.zeros(rgb.shape[:2], dtype=np.float32)
         started = time.monotonic()
-        prediction = self.estimator.predict_detailed(rgb, sparse_depth=sparse,
-                                                     fx=camera.fx)
+        out = self.processor.process(
+            rgb, camera.K, sparse, lidar=job.points is not None,
+            want_points=(self.param("publish_points")
+                         and self.points_pub.get_subscription_count() > 0),
+            want_colored=(self.param("publish_colored")
+                          and self.colored_pub.get_subscription_count() > 0))
         inference_s = time.monotonic() - started
-        self._note_prediction(prediction, lidar=job.points is not None)
-        self._publish(job, rgb, camera, prediction.depth, prediction.kind)
+        self._publish(job, out)
         self.stats.add_output(time.monotonic() - job.received, inference_s)
 
-    def _note_prediction(self, prediction: DepthPrediction, lidar: bool) -> None:
-        """Log what changed about the output (its kind, the fit) and latch depth/info."""
-        kind = prediction.kind
-        fit = prediction.fit
-        if fit is not None:
-            fit_values = {"scale": float(fit.scale), "shift": float(fit.shift),
-                          "inlier_fraction": float(fit.inlier_fraction),
-                          "rms_relative_residual": float(fit.rms_relative_residual),
-                          "points": int(fit.points), "ok": bool(fit.ok)}
-            if self.last_fit is None or self.last_fit["ok"] != fit_values["ok"]:
-                figures = (f"{fit.points} LiDAR points, scale {fit.scale:.4g}, shift "
-                           f"{fit.shift:.4g}, inliers {100 * fit.inlier_fraction:.0f} %")
-                # rclpy loggers refuse two severities from one call site: two calls.
-                if fit.ok:
-                    self.get_logger().info(f"scale-and-shift fit ok: {figures}")
-                else:
-                    self.get_logger().warning(f"scale-and-shift fit FAILED ({fit.reason}), "
-                                              f"depth stays relative: {figures}")
-            self.last_fit = fit_values
-        encoding = self.depth_encoding if kind == METRIC else "32FC1"
-        if kind != self.output_kind:
-            if kind == RELATIVE:
-                self.get_logger().warning(
-                    f"publishing RELATIVE depth on 'depth': model {Path(self.model_path).name} "
-                    "predicts affine-invariant inverse depth (larger is nearer) and no LiDAR "
-                    "is there to make it metric; see 'depth/info'")
-                if self.depth_encoding != "32FC1":
-                    self.warn_once("relative_16uc1", "relative depth has no millimetres: "
-                                   "publishing it as 32FC1 despite depth_encoding 16UC1")
+    def _publish(self, job: DepthJob, out: FrameOutput) -> None:
+        """The processor's outputs as messages, all with the input image's header."""
+        logger = self.get_logger()
+        for level, text in out.logs:
+            # rclpy loggers refuse two severities from one call site: two calls.
+            if level == "warning":
+                logger.warning(text)
             else:
-                self.get_logger().info(f"publishing metric depth ({encoding}, "
-                                       f"{DEPTH_UNITS[encoding]})")
-            self.output_kind = kind
-        info = depth_info(kind, encoding, Path(self.model_path).name,
-                          self.estimator.backend_name, lidar)
-        if info != self._info_json:
-            self.depth_info_pub.publish(String(data=info))
-            self._info_json = info
-
-    def _publish(self, job: DepthJob, rgb: np.ndarray, camera: PinholeCamera,
-                 depth: np.ndarray, kind: str) -> None:
+                logger.info(text)
+        if out.info_changed:
+            self.depth_info_pub.publish(String(data=json.dumps(out.info, sort_keys=True)))
         header = job.image.header
-        if kind == METRIC:
-            outside = ~((depth >= self.min_depth_m) & (depth <= self.max_depth_m))
-            depth = depth.copy() if not depth.flags.writeable else depth
-            depth[outside] = np.nan
-            encoding = self.depth_encoding
-        else:
-            encoding = "32FC1"
-        self.depth_pub.publish(depth_to_image(depth, header, encoding))
+        self.depth_pub.publish(numpy_to_image(out.depth_image, out.encoding, header))
         self.info_pub.publish(copy_camera_info(job.camera_info, header))
-        if self.param("publish_points") and self.points_pub.get_subscription_count() > 0:
-            if kind == METRIC:
-                self.points_pub.publish(self.make_cloud(depth, rgb, camera, header))
-            else:
-                self.warn_once("relative_points", "no 'points' while depth is relative: "
-                               "inverse depth of unknown scale has no 3-D points")
-        if self.param("publish_colored") and self.colored_pub.get_subscription_count() > 0:
-            self.colored_pub.publish(numpy_to_image(self.colorize(depth, kind), "rgb8",
-                                                    header))
-
-    def make_cloud(self, depth: np.ndarray, rgb: np.ndarray, camera: PinholeCamera,
-                   header: Header) -> PointCloud2:
-        """The organised cloud of the depth image, of every points_decimation-th pixel."""
-        step = self.points_decimation
-        colour = rgb if self.param("points_rgb") else None
-        if step == 1:
-            return depth_to_pointcloud2(depth, camera.K, header, rgb=colour)
-        if colour is not None:
-            colour = np.ascontiguousarray(colour[::step, ::step])
-        return depth_to_pointcloud2(np.ascontiguousarray(depth[::step, ::step]),
-                                    decimated_intrinsics(camera.K, step), header, rgb=colour)
-
-    def colorize(self, depth: np.ndarray, kind: str) -> np.ndarray:
-        """rgb8 colours of the depth (near red, far blue), fixed or per-frame range."""
-        if kind != METRIC:
-            # Colours follow inverse depth; the reciprocal of relative inverse depth is a
-            # pseudo-depth that colorize_depth maps back linearly in it, scale-free.
-            with np.errstate(divide="ignore", invalid="ignore"):
-                pseudo = np.where(depth > 0, 1.0 / depth, np.nan).astype(np.float32)
-            return colorize_depth(pseudo)
-        if self.colored_range == "auto":
-            return colorize_depth(depth)
-        return colorize_depth(depth, self.min_depth_m, self.max_depth_m)
+        if out.confidence is not None:
+            self.confidence_pub.publish(numpy_to_image(out.confidence, "32FC1", header))
+        if out.cloud is not None:
+            cloud = out.cloud
+            self.points_pub.publish(depth_to_pointcloud2(cloud.depth, cloud.K, header,
+                                                         rgb=cloud.rgb))
+        if out.colored is not None:
+            self.colored_pub.publish(numpy_to_image(out.colored, "rgb8", header))
 
     # Reporting.
     def report(self) -> DepthReport:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import NoReturn
 
 import numpy as np
 from rclpy.node import Node
@@ -22,7 +21,7 @@ from std_msgs.msg import Header
 
 from depth_ros.kitti import KittiDrive, KittiFormatError
 from depth_ros.ros.conversions import camera_to_camera_info, numpy_to_image
-from depth_ros.ros.entry import end_process, run_node
+from depth_ros.ros.entry import run_node
 from depth_ros.ros.parameters import (
     ParameterError,
     ParamSpec,
@@ -145,9 +144,9 @@ class DrivePublisher(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> NoReturn:
+def main(args: list[str] | None = None) -> int:
     """Console-script entry point: ``kitti_drive_publisher --ros-args -p drive_path:=...``."""
-    end_process(run_node(DrivePublisher, NODE_NAME, args, (KittiFormatError, ValueError)))
+    return run_node(DrivePublisher, NODE_NAME, args, (KittiFormatError, ValueError))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ the axes-only default; TF (``use_tf``, where ``tf2_ros`` is importable), from ea
 cloud dropped with a rate-limited warning until then (``depth_ros.sensors.tf_lookup``); else the
 axes-only default, with a warning. The node says at start which one it uses.
 
-A fusion model takes the sparse depth as input; a relative model is fitted to it (scale and
-shift per frame) and so becomes metric; a mono metric model ignores it.
+A fusion model takes the sparse depth as input (and publishes its confidence on
+``depth/confidence``; ``min_confidence`` drops points from the cloud); a relative model is
+fitted to it (scale and shift per frame) and so becomes metric; a mono metric model ignores
+it. ``model_path: classical`` completes the LiDAR with IP-Basic, no network (no GPU needed).
 
 While no cloud has arrived for ``lidar_timeout_s`` the node serves images alone (a fusion
 model degrades to mono; a relative model's output is relative and ``depth/info`` says so).
@@ -27,7 +29,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import NoReturn
 
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2
@@ -41,7 +42,7 @@ from depth_ros.ros.depth_node_base import (
     DepthNodeBase,
 )
 from depth_ros.ros.diagnostics import DepthReport
-from depth_ros.ros.entry import end_process, run_node
+from depth_ros.ros.entry import run_node
 from depth_ros.ros.parameters import ParamSpec, defaults, table
 from depth_ros.sensors.extrinsics import (
     AXES_ONLY_SOURCE,
@@ -306,10 +307,10 @@ class FusionDepthNode(DepthNodeBase):
         return report
 
 
-def main(args: list[str] | None = None) -> NoReturn:
+def main(args: list[str] | None = None) -> int:
     """Console-script entry point: ``fusion_depth_node --ros-args --params-file ...``."""
     # ValueError: ExtrinsicsError (a bad matrix or calibration file) is one line too.
-    end_process(run_node(FusionDepthNode, NODE_NAME, args, (ValueError,)))
+    return run_node(FusionDepthNode, NODE_NAME, args, (ValueError,))
 
 
 if __name__ == "__main__":

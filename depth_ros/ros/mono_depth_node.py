@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import NoReturn
 
 from sensor_msgs.msg import Image
 
@@ -22,8 +21,8 @@ from depth_ros.ros.depth_node_base import (
     DepthJob,
     DepthNodeBase,
 )
-from depth_ros.ros.entry import end_process, run_node
-from depth_ros.ros.parameters import ParamSpec, defaults
+from depth_ros.ros.entry import run_node
+from depth_ros.ros.parameters import ParameterError, ParamSpec, defaults
 from depth_ros.weights import DEFAULT_MONO_MODEL
 
 NODE_NAME = "mono_depth_node"
@@ -45,6 +44,9 @@ class MonoDepthNode(DepthNodeBase):
 
     def setup_inputs(self) -> None:
         """Subscribe to ``image``."""
+        if self.processor.classical:
+            raise ParameterError("parameter model_path: 'classical' completes LiDAR and this "
+                                 "node has none; run fusion_depth_node for it")
         if self.estimator.metadata.kind == "fusion":
             self.get_logger().warning("a fusion model on mono_depth_node runs without LiDAR "
                                       "(empty sparse input); fusion_depth_node feeds it LiDAR")
@@ -65,9 +67,9 @@ class MonoDepthNode(DepthNodeBase):
         self.submit(DepthJob(msg, self.latest_camera_info(), time.monotonic()))
 
 
-def main(args: list[str] | None = None) -> NoReturn:
+def main(args: list[str] | None = None) -> int:
     """Console-script entry point: ``mono_depth_node --ros-args --params-file ...``."""
-    end_process(run_node(MonoDepthNode, NODE_NAME, args, (ValueError,)))
+    return run_node(MonoDepthNode, NODE_NAME, args, (ValueError,))
 
 
 if __name__ == "__main__":

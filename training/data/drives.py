@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from depth_ros.geometry import resize_sparse_depth
-from depth_ros.inference.estimator import resize_rgb
+from depth_ros.inference.preprocessing import resize_rgb
 from depth_ros.kitti import KittiDrive, KittiFormatError, RawDrive, find_drives, read_depth_png
 from depth_ros.readers import DepthFrame
 from depth_ros.synthetic import write_synthetic_drive

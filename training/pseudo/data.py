@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from depth_ros.inference.estimator import resize_rgb
+from depth_ros.inference.preprocessing import resize_rgb
 from training.config import PseudoConfig
 from training.data.sampler import EpochSampler
 from training.data.transforms import (
