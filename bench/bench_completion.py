@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from timing import sample_ms  # bench/timing.py, beside this script
 
 from depth_ros.completion import ip_basic
 from depth_ros.kitti.formats import read_depth_png
@@ -46,14 +46,8 @@ def _scan() -> tuple[np.ndarray, str]:
 
 
 def _times_ms(fn, repeats: int) -> tuple[float, float]:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times)), 1e3 * float(np.percentile(times, 90))
+    times = sample_ms(fn, repeats, warmup=5)
+    return float(np.median(times)), float(np.percentile(times, 90))
 
 
 def main(argv: list[str] | None = None) -> int:

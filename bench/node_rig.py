@@ -21,7 +21,8 @@ import numpy as np
 
 from depth_ros.geometry import PinholeCamera
 from depth_ros.kitti import KittiDrive
-from depth_ros.ros.launching import find_config, node_command, ros_environment, stop_process
+from depth_ros.ros.launching import node_command, ros_environment, stop_process
+from depth_ros.share import find_config
 from depth_ros.synthetic import write_synthetic_drive
 
 KITTI_WIDTH, KITTI_HEIGHT = 1216, 352

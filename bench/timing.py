@@ -8,8 +8,8 @@ from collections.abc import Callable
 import numpy as np
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
-    """Median wall time of fn in milliseconds, after ``warmup`` untimed calls."""
+def sample_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> np.ndarray:
+    """Wall times of ``repeats`` calls of fn in milliseconds, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -17,4 +17,9 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
+    return np.asarray(times) * 1e3
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    """Median wall time of fn in milliseconds, after ``warmup`` untimed calls."""
+    return float(np.median(sample_ms(fn, repeats, warmup)))

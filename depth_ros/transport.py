@@ -12,7 +12,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-PACKAGE = "depth_ros"
+from depth_ros.share import find_config
+
 PROFILE_FILE = "fastdds_large_data.xml"
 # Fast DDS 3.x (ROS 2 Kilted and later) reads FASTDDS_DEFAULT_PROFILES_FILE; Fast DDS 2.x
 # (Humble, Iron, Jazzy) reads only FASTRTPS_DEFAULT_PROFILES_FILE, which rmw_fastrtps on
@@ -27,21 +28,8 @@ USER_CHOICES = (PROFILES_VARIABLE, LEGACY_PROFILES_VARIABLE, BUILTIN_TRANSPORTS_
 
 
 def shipped_profile_path() -> Path:
-    """The shipped Fast DDS profile: the source tree's ``config/``, else the installed
-    ``share/depth_ros/config/`` (colcon, or a pip install's data files)."""
-    source = Path(__file__).resolve().parents[1] / "config" / PROFILE_FILE
-    if source.is_file():
-        return source
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        installed = Path(get_package_share_directory(PACKAGE)) / "config" / PROFILE_FILE
-    except (ImportError, LookupError) as exc:
-        raise FileNotFoundError(f"{PROFILE_FILE} not found at {source} and the {PACKAGE} "
-                                f"share directory is not available: {exc}") from exc
-    if not installed.is_file():
-        raise FileNotFoundError(f"{PROFILE_FILE} not found at {source} or {installed}")
-    return installed
+    """The shipped Fast DDS profile (``config/fastdds_large_data.xml``)."""
+    return find_config(PROFILE_FILE)
 
 
 def uses_fast_dds(environ: Mapping[str, str]) -> bool:

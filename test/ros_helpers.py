@@ -18,8 +18,9 @@ from rclpy.time import Time
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
-from depth_ros.ros.launching import find_config, node_command, stop_process
+from depth_ros.ros.launching import node_command, stop_process
 from depth_ros.ros.qos import make_qos
+from depth_ros.share import find_config
 from depth_ros.weights import DEFAULT_MONO_MODEL
 
 

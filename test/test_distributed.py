@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_training import write_tiny_drive
+from test_training import write_tiny_run
 from torch.utils.data import DistributedSampler
 
 from training.checkpoint import (
@@ -90,20 +89,8 @@ sys.exit(train.main(sys.argv[2:]))
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """train/ (2 drives × 4 frames), val/ (1 × 2) and tiny.yaml (writing under runs/)."""
-    base = tmp_path_factory.mktemp("tiny_dist")
-    for drive in (1, 2):
-        write_tiny_drive(base / "data" / "train", drive, seed=drive)
-    write_tiny_drive(base / "data" / "val", 1, frames=2, seed=99)
-    config = {
-        "name": "tiny", "output_dir": str(base / "runs"), "epochs": 1, "batch_size": 2,
-        "num_threads": 1, "log_every": 1, "checkpoint_every": 1, "device": "cpu",
-        "model": {"name": "mono_cnn", "kwargs": {"base_channels": 8}},
-        "data": {"root": str(base / "data"), "input_height": 64, "input_width": 128,
-                 "load_threads": 1},
-        "optim": {"warmup_steps": 2},
-    }
-    (base / "tiny.yaml").write_text(yaml.safe_dump(config))
-    return base
+    return write_tiny_run(tmp_path_factory.mktemp("tiny_dist"), device="cpu",
+                          checkpoint_every=1)
 
 
 def _free_port() -> int:

@@ -30,8 +30,9 @@ from depth_ros.inference import DepthEstimator
 from depth_ros.kitti import KittiDrive, KittiRawCalibration, read_velodyne_bin
 from depth_ros.models import ModelMetadata, create_model
 from depth_ros.ros.conversions import camera_to_camera_info, image_to_numpy, numpy_to_image
-from depth_ros.ros.launching import find_config, node_command
+from depth_ros.ros.launching import node_command
 from depth_ros.ros.qos import latched_qos
+from depth_ros.share import find_config
 from depth_ros.synthetic import write_synthetic_drive
 from depth_ros.weights import DEFAULT_FUSION_MODEL, DEFAULT_MONO_MODEL
 from training.checkpoint import save_checkpoint

@@ -28,8 +28,9 @@ from std_msgs.msg import Header
 from depth_ros.geometry import PinholeCamera
 from depth_ros.inference import DepthEstimator
 from depth_ros.ros.conversions import camera_to_camera_info, image_to_numpy, numpy_to_image
-from depth_ros.ros.launching import find_config, node_command
+from depth_ros.ros.launching import node_command
 from depth_ros.sensors.extrinsics import BODY_TO_OPTICAL, sparse_depth_image
+from depth_ros.share import find_config
 from depth_ros.weights import DEFAULT_FUSION_MODEL
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

@@ -31,7 +31,8 @@ from std_msgs.msg import Header
 
 from depth_ros.geometry import PinholeCamera
 from depth_ros.ros.conversions import camera_to_camera_info, numpy_to_image
-from depth_ros.ros.launching import find_config, node_command
+from depth_ros.ros.launching import node_command
+from depth_ros.share import find_config
 from depth_ros.weights import DEFAULT_MONO_MODEL
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

@@ -27,8 +27,9 @@ from depth_ros.ros.conversions import (
     numpy_to_image,
     pointcloud2_to_array,
 )
-from depth_ros.ros.launching import find_config, node_command, stop_process
+from depth_ros.ros.launching import node_command, stop_process
 from depth_ros.ros.qos import latched_qos
+from depth_ros.share import find_config
 from depth_ros.synthetic import write_synthetic_drive
 from depth_ros.viz import colorize_depth
 from depth_ros.weights import DEFAULT_MONO_MODEL

@@ -65,10 +65,9 @@ def write_tiny_drive(root: Path, drive: int, frames: int = 4, width: int = 160,
     return drive_dir
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory with train/ (2 drives × 4 frames), val/ (1 × 2) and tiny.yaml."""
-    base = tmp_path_factory.mktemp("tiny_run")
+def write_tiny_run(base: Path, **overrides: object) -> Path:
+    """train/ (2 drives × 4 frames: 4 steps per epoch at batch 2), val/ (1 × 2) and
+    tiny.yaml under ``base``; ``overrides`` replace top-level config keys."""
     for drive in (1, 2):
         write_tiny_drive(base / "data" / "train", drive, seed=drive)
     write_tiny_drive(base / "data" / "val", 1, frames=2, seed=99)
@@ -79,9 +78,16 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "data": {"root": str(base / "data"), "input_height": 64, "input_width": 128,
                  "load_threads": 1},
         "optim": {"warmup_steps": 2},
+        **overrides,
     }
     (base / "tiny.yaml").write_text(yaml.safe_dump(config))
     return base
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with train/ (2 drives × 4 frames), val/ (1 × 2) and tiny.yaml."""
+    return write_tiny_run(tmp_path_factory.mktemp("tiny_run"))
 
 
 def run_train(*args: str) -> subprocess.CompletedProcess:

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from test_training import write_tiny_drive
+from test_training import write_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # training/ runs from the repository root; it is not installed
@@ -57,21 +56,8 @@ sys.exit(train.main(sys.argv[2:]))
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """train/ (2 drives × 4 frames: 4 steps per epoch), val/ (1 × 2) and tiny.yaml."""
-    base = tmp_path_factory.mktemp("tiny_stop")
-    for drive in (1, 2):
-        write_tiny_drive(base / "data" / "train", drive, seed=drive)
-    write_tiny_drive(base / "data" / "val", 1, frames=2, seed=99)
-    config = {
-        "name": "tiny", "output_dir": str(base / "runs"), "epochs": 1, "batch_size": 2,
-        "num_threads": 1, "log_every": 1, "checkpoint_every": 2, "device": "cpu",
-        "tensorboard": False,
-        "model": {"name": "mono_cnn", "kwargs": {"base_channels": 8}},
-        "data": {"root": str(base / "data"), "input_height": 64, "input_width": 128,
-                 "load_threads": 1},
-        "optim": {"warmup_steps": 2},
-    }
-    (base / "tiny.yaml").write_text(yaml.safe_dump(config))
-    return base
+    return write_tiny_run(tmp_path_factory.mktemp("tiny_stop"), device="cpu",
+                          tensorboard=False)
 
 
 def _env() -> dict[str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from depth_ros import transport
+from depth_ros import share, transport
 
 REPO = Path(__file__).resolve().parents[1]
 NS = {"dds": "http://www.eprosima.com"}
@@ -32,7 +32,7 @@ def test_shipped_profile_is_installed_and_found():
 
 def test_installed_profile_is_found_through_the_ament_index(tmp_path, monkeypatch):
     # An installed package: no config/ beside the package, the share dir in the ament index.
-    monkeypatch.setattr(transport, "__file__", str(tmp_path / "site" / "depth_ros" / "x.py"))
+    monkeypatch.setattr(share, "__file__", str(tmp_path / "site" / "depth_ros" / "share.py"))
     prefix = tmp_path / "install"
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
     with pytest.raises(FileNotFoundError, match="share directory is not available"):

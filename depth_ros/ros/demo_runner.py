@@ -31,8 +31,9 @@ from sensor_msgs.msg import Image, PointCloud2
 from depth_ros.bags.topics import BagTopics
 from depth_ros.online_eval import EvalProtocol, OnlineDepthEvaluator
 from depth_ros.ros.conversions import image_to_numpy, image_to_rgb, pointcloud2_to_array
-from depth_ros.ros.launching import find_config, node_command, stop_process
+from depth_ros.ros.launching import node_command, stop_process
 from depth_ros.ros.qos import make_qos
+from depth_ros.share import find_config
 
 STARTUP_TIMEOUT_S = 90.0
 DRAIN_TIMEOUT_S = 5.0

@@ -26,23 +26,6 @@ def ros_environment(domain_id: int | None = None) -> dict[str, str]:
     return env
 
 
-def find_config(name: str) -> Path:
-    """A file of the package's config/: from the source tree, else the installed share dir."""
-    source = Path(__file__).resolve().parents[2] / "config" / name
-    if source.is_file():
-        return source
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        installed = Path(get_package_share_directory("depth_ros")) / "config" / name
-    except (ImportError, LookupError) as exc:
-        raise FileNotFoundError(f"config file {name} not found at {source} and the "
-                                f"depth_ros share directory is not available: {exc}") from exc
-    if not installed.is_file():
-        raise FileNotFoundError(f"config file {name} not found at {source} or {installed}")
-    return installed
-
-
 def node_command(executable: str, params_file: Path | None = None,
                  params: dict[str, object] | None = None,
                  remaps: dict[str, str] | None = None) -> list[str]:
