@@ -22,7 +22,7 @@ from depth_ros.completion import ip_basic
 from depth_ros.kitti.formats import read_depth_png
 from depth_ros.synthetic import write_synthetic_drive
 
-KITTI_DEV_SCAN = (Path(__file__).resolve().parents[1].parent.parent / "shared" / "data"
+KITTI_DEV_SCAN = (Path(__file__).resolve().parents[1].parent / "shared" / "data"
                   / "kitti_dev" / "2011_09_26" / "2011_09_26_drive_0023_sync" / "proj_depth"
                   / "velodyne_raw" / "image_02" / "0000000000.png")
 VARIANTS = {

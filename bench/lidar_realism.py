@@ -44,7 +44,7 @@ from depth_ros.kitti.formats import read_depth_png
 from depth_ros.synthetic import write_synthetic_drive
 
 REPO = Path(__file__).resolve().parents[1]
-KITTI_DEV = REPO.parent.parent / "shared" / "data" / "kitti_dev"
+KITTI_DEV = REPO.parent / "shared" / "data" / "kitti_dev"
 BAND_PX = 8  # columns per band of the beam-pattern statistics
 WINDOW_PX = 7  # bg-through-fg neighbourhood (7×7)
 FARTHER = 1.10  # "more than 10 % farther than the nearest return"

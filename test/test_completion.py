@@ -11,7 +11,7 @@ import pytest
 from depth_ros.completion import ClassicalCompletion, ip_basic
 from depth_ros.kitti.formats import read_depth_png
 
-KITTI_DEV = Path(__file__).resolve().parents[1].parent.parent / "shared" / "data" / "kitti_dev"
+KITTI_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kitti_dev"
 DRIVE = KITTI_DEV / "2011_09_26" / "2011_09_26_drive_0023_sync"
 VARIANTS = [{"variant": "fast"}, {"variant": "multiscale"},
             {"variant": "fast", "extrapolate": False, "blur": "bilateral"},

@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:  # training/ runs from the repository root; it is 
 
 from training import evaluate as ev  # noqa: E402
 
-KITTI_DEV = REPO.parent.parent / "shared" / "data" / "kitti_dev"
+KITTI_DEV = REPO.parent / "shared" / "data" / "kitti_dev"
 needs_kitti_dev = pytest.mark.skipif(
     not (KITTI_DEV / "2011_09_26").is_dir(),
     reason=f"kitti_dev not found at {KITTI_DEV} (../shared/data/kitti_dev beside the repository)")

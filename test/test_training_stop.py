@@ -174,6 +174,8 @@ def test_a_signal_before_the_first_step_is_one_line_and_leaves_nothing(
         pytest.skip("training had started already: this machine is faster than assumed")
     proc.send_signal(signal.SIGINT)
     code, lines = _finish(proc, log)
+    if lines and lines[0].startswith("train.py: SIGINT received: saving"):
+        pytest.skip("training had started already: this machine is faster than assumed")
     assert code == 128 + signal.SIGINT
     assert len(lines) == 1 and re.fullmatch(
         r"train\.py: interrupted by SIGINT (while starting|before training started): "

@@ -25,18 +25,20 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Only cheap imports here: torch and the trainer load inside main(), once Ctrl-C is ours
-# (a signal while torch imports is then one line, not an import traceback).
-from training.config import ConfigError, TrainConfig, load_config
-from training.run_lock import RunDirError, RunLock
+# Only the standard library and training.stopping here: the rest (yaml, torch, the trainer)
+# loads inside main() under quit_while_starting, so that Ctrl-C while they import (seconds)
+# is one line.
 from training.stopping import STOP_SIGNALS, Interrupted, StopSignals, exit_code, signal_name
 
 if TYPE_CHECKING:
+    from training.config import TrainConfig
     from training.distributed import DistContext
+    from training.run_lock import RunLock
 
 STOP_EXIT_CODES = {exit_code(signum) for signum in STOP_SIGNALS}
 
@@ -57,6 +59,7 @@ def resume_path(resume: str | None, config: TrainConfig, run_dir: Path,
                 context: DistContext) -> Path | None:
     """The checkpoint to continue from, as rank 0 sees it, or None to start afresh."""
     from training.checkpoint import find_latest_checkpoint
+    from training.config import ConfigError
 
     if resume == "auto" or (resume is None and config.auto_resume):
         path = find_latest_checkpoint(run_dir) if context.is_main else None
@@ -91,6 +94,8 @@ def resume_command(args: argparse.Namespace, checkpoint: str | Path,
 def claim_run_dir(run_dir: Path, context: DistContext) -> RunLock | None:
     """Rank 0 creates and locks the run directory; every rank raises the same one-line
     ``RunDirError`` when that fails (before any data is read)."""
+    from training.run_lock import RunDirError, RunLock
+
     lock, error = None, None
     if context.is_main:
         try:
@@ -103,17 +108,28 @@ def claim_run_dir(run_dir: Path, context: DistContext) -> RunLock | None:
     return lock
 
 
+def quit_while_starting(signum: int, frame: object) -> None:
+    """SIGINT/SIGTERM while the libraries import: one line and out at once. Nothing exists
+    yet to save or clean up, and an exception raised inside an extension module's import can
+    come out as an unrelated ImportError."""
+    os.write(2, f"train.py: interrupted by {signal_name(signum)} while starting: nothing "
+                "saved\n".encode())
+    os._exit(exit_code(signum))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    previous = {signum: signal.signal(signum, quit_while_starting) for signum in STOP_SIGNALS}
+    from depth_ros.models.checkpoints import CheckpointError
+    from training.config import ConfigError, load_config
+    from training.distributed import init_distributed
+    from training.trainer import Trainer, TrainingDivergedError, TrainingStopped
+
     context = lock = None
     # torchrun forwards the signal it gets to workers that already had it from the terminal.
     stop = StopSignals(launcher_forwards="TORCHELASTIC_RUN_ID" in os.environ).install()
     try:
-        from depth_ros.models.checkpoints import CheckpointError
-        from training.distributed import init_distributed
-        from training.trainer import Trainer, TrainingDivergedError, TrainingStopped
-
         config = load_config(args.config, args.overrides)
         context = init_distributed(config.device)
         # One process talks: the others log warnings and errors only.
@@ -129,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         if resume is not None:
             trainer.resume(resume)
         val = trainer.fit()
-    # Interrupted first: the names imported in the try block may not be bound yet.
     except Interrupted as exc:
         print(f"train.py: {_where(context)}interrupted by {signal_name(exc.signum)} before "
               "training started: nothing saved", file=sys.stderr)
@@ -154,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         # ranks still running when one exits, and those are on their way out already.
         if not stop.requested:
             stop.restore()
+            for signum, handler in previous.items():  # the caller's, from before main()
+                signal.signal(signum, handler)
     if not context.is_main:
         return 0
     if val:
@@ -167,7 +184,11 @@ def _where(context: DistContext | None) -> str:
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C before main() took SIGINT over: nothing to save
+        print("train.py: interrupted by SIGINT while starting: nothing saved", file=sys.stderr)
+        code = exit_code(signal.SIGINT)
     if code in STOP_EXIT_CODES:
         # Stopped: everything is saved and closed. Skip the interpreter's teardown (seconds
         # with torch loaded, and the stop handlers are gone during it): torchrun sends SIGTERM
