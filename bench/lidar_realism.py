@@ -21,8 +21,10 @@ spread is the standard deviation over images):
   top-most return excluded): how the scan thins out with range, dropouts included.
 
 Run: .venv/bin/python bench/lidar_realism.py [--frames N] [--seed S] [--kitti-dev PATH]
-     [--engine K[+skew] ...]   (one engine drive per entry: azimuth decimation K, with
-     ``+skew`` the uncompensated sweep of a moving car, as KITTI's raw scans)
+     [--engine K[+skew][+ideal] ...]   (one engine drive per entry: azimuth decimation K,
+     with ``+skew`` the uncompensated sweep of a moving car, as KITTI's raw scans, with
+     ``+ideal`` the ideal LiDAR of engine version 3 and before instead of
+     ``LidarModel.kitti``; default ``1+ideal 2``: the old default beside today's)
 """
 
 from __future__ import annotations
@@ -123,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=4, help="engine frames per drive")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--kitti-dev", type=Path, default=KITTI_DEV)
-    parser.add_argument("--engine", nargs="+", default=["1", "2", "2+skew"],
+    parser.add_argument("--engine", nargs="+", default=["1+ideal", "2"],
                         help="engine drives to render: azimuth decimation, +skew for motion "
-                             "skew (default: 1 2 2+skew)")
+                             "skew, +ideal for the ideal LiDAR (default: 1+ideal 2)")
     args = parser.parse_args(argv)
     columns: dict[str, dict[str, tuple[float, float]]] = {}
     counts = {}
@@ -134,15 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     counts["kitti_dev (real)"] = len(real)
     with tempfile.TemporaryDirectory() as tmp:
         for n, spec in enumerate(args.engine):
-            k, _, skew = spec.partition("+")
-            if not k.isdigit() or skew not in ("", "skew"):
-                parser.error(f"--engine entries are K or K+skew, got {spec!r}")
+            k, *flags = spec.split("+")
+            if not k.isdigit() or not set(flags) <= {"skew", "ideal"}:
+                parser.error(f"--engine entries are K[+skew][+ideal], got {spec!r}")
+            skew, ideal = "skew" in flags, "ideal" in flags
             start = time.perf_counter()
             write_synthetic_drive(Path(tmp) / str(n), num_frames=args.frames, seed=args.seed,
                                   progress=False, azimuth_decimation=int(k),
-                                  lidar_motion_skew=bool(skew))
+                                  lidar_motion_skew=skew, ideal_lidar=ideal)
             scans = _scans(Path(tmp) / str(n))
-            name = f"engine dec. {k}" + (", skew" if skew else "")
+            name = (f"engine dec. {k}" + (", skew" if skew else "")
+                    + (", ideal LiDAR" if ideal else ", KITTI LiDAR"))
             columns[name] = summarise(scans)
             counts[name] = len(scans)
             print(f"# {name}: {args.frames} frames x 2 cameras rendered in "

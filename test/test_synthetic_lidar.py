@@ -40,6 +40,14 @@ def engine_drive(tmp_path_factory):
     return root, path
 
 
+@pytest.fixture(scope="module")
+def ideal_drive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic_ideal_lidar")
+    path = write_synthetic_drive(root, num_frames=NUM_FRAMES, seed=11, drive=5, progress=False,
+                                 ideal_lidar=True)
+    return root, path
+
+
 def _scan_ranges(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points[:, :3], axis=1)
 
@@ -250,8 +258,14 @@ def test_velodyne_raw_is_the_z_buffered_projection_of_the_bin(engine_drive, cam)
         assert _scan_ranges(points).max() <= 120.0
 
 
-def test_lidar_agrees_with_rendered_depth_away_from_edges(engine_drive):
-    _, path = engine_drive
+@pytest.mark.parametrize("which, lowest, highest", [
+    # The ideal sensor: the same geometry as the renderer, only range noise.
+    ("ideal_drive", 0.99, 1.0),
+    # The default (LidarModel.kitti): calibration error, mixed pixels and beams through car
+    # windows and foliage gaps move part of the returns off the camera's surface on purpose.
+    ("engine_drive", 0.65, 0.95)])
+def test_lidar_agrees_with_rendered_depth_away_from_edges(request, which, lowest, highest):
+    _, path = request.getfixturevalue(which)
     agree, total = 0, 0
     for index in range(NUM_FRAMES):
         name = f"{kitti.frame_name(index)}.png"
@@ -266,7 +280,7 @@ def test_lidar_agrees_with_rendered_depth_away_from_edges(engine_drive):
         agree += int(np.sum(rel < 0.01))
         total += int(sel.sum())
     assert total > 10_000
-    assert agree / total >= 0.99
+    assert lowest <= agree / total <= highest
 
 
 def test_lidar_sees_behind_what_hides_it_from_the_camera():

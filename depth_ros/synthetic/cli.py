@@ -41,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-stereo", action="store_true", help="skip camera 03")
     parser.add_argument("--no-lidar", action="store_true",
                         help="skip the velodyne, its projections and OXTS")
-    parser.add_argument("--azimuth-decimation", type=int, default=1,
-                        help="keep every k-th of the LiDAR's 4000 azimuth steps")
+    parser.add_argument("--azimuth-decimation", type=int, default=2,
+                        help="keep every k-th of the LiDAR's 4000 azimuth steps (default 2: "
+                             "KITTI's ~120k points a sweep; 1 for all 4000)")
+    parser.add_argument("--ideal-lidar", action="store_true",
+                        help="cast an ideal LiDAR: no calibration error, mixed-pixel returns "
+                             "or range dropout")
     parser.add_argument("--lidar-motion-skew", action="store_true",
                         help="cast each sweep from the moving car, uncompensated (as KITTI's "
                              "raw scans)")
@@ -60,6 +64,7 @@ def _write_one(args: argparse.Namespace, k: int, progress: bool, threads: int | 
         date=args.date, width=args.width, height=args.height, progress=progress,
         stereo=not args.no_stereo, lidar=not args.no_lidar,
         azimuth_decimation=args.azimuth_decimation, lidar_motion_skew=args.lidar_motion_skew,
+        ideal_lidar=args.ideal_lidar,
         threads=threads)
     if args.contact_sheet:
         # Imported here: only this option needs the picture code.

@@ -44,7 +44,7 @@ VIEW_DISTANCE_M = 400.0
 PARAMS_FILE = "depth_ros_synthetic.json"
 POSES_FILE = "poses.txt"
 # Bump when the renderer's output changes, so drives written by an older one are regenerated.
-ENGINE_VERSION = 3
+ENGINE_VERSION = 4
 CAMERA_INDEX = 2
 RIGHT_CAMERA_INDEX = 3
 # The velodyne's sweep runs from behind the car round to behind it again in one frame period;
@@ -186,11 +186,12 @@ def drive_directory(root: str | os.PathLike, date: str = "2011_09_26", drive: in
 
 def _parameters(num_frames: int, seed: int, drive: int, date: str, width: int,
                 height: int, stereo: bool, lidar: bool, azimuth_decimation: int,
-                lidar_motion_skew: bool) -> dict[str, int | str | bool]:
+                lidar_motion_skew: bool, ideal_lidar: bool = False
+                ) -> dict[str, int | str | bool]:
     return {"engine_version": ENGINE_VERSION, "num_frames": num_frames, "seed": seed,
             "drive": drive, "date": date, "width": width, "height": height, "stereo": stereo,
             "lidar": lidar, "azimuth_decimation": azimuth_decimation,
-            "lidar_motion_skew": lidar_motion_skew}
+            "lidar_motion_skew": lidar_motion_skew, "ideal_lidar": ideal_lidar}
 
 
 def _frame_dirs(params: dict[str, int | str | bool]) -> list[tuple[str, str]]:
@@ -389,8 +390,8 @@ def _install(work: Path, drive_dir: Path, params: dict[str, int | str]) -> None:
 def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: int = 0,
                           drive: int = 1, date: str = "2011_09_26", width: int = 1242,
                           height: int = 375, progress: bool = True, *, stereo: bool = True,
-                          lidar: bool = True, azimuth_decimation: int = 1,
-                          lidar_motion_skew: bool = False,
+                          lidar: bool = True, azimuth_decimation: int = 2,
+                          lidar_motion_skew: bool = False, ideal_lidar: bool = False,
                           threads: int | None = None) -> Path:
     """Render a synthetic drive and write it in the KITTI raw layout; return its directory.
 
@@ -403,7 +404,10 @@ def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: i
     ``lidar`` the velodyne's ``velodyne_points/data/*.bin`` and timestamps (``timestamps``,
     ``_start``, ``_end``), its projections ``proj_depth/velodyne_raw/image_0X/*.png`` and the
     OXTS unit's ``oxts/data/*.txt``, ``timestamps.txt`` and ``dataformat.txt``.
-    ``azimuth_decimation`` keeps every k-th of the LiDAR's 4000 azimuth steps. By default a
+    ``azimuth_decimation`` keeps every k-th of the LiDAR's 4000 azimuth steps (default 2:
+    KITTI's ~120k points a sweep; 1 for the full 4000). The LiDAR is ``LidarModel.kitti``
+    (per-beam calibration error, mixed-pixel returns at depth edges, range dropout, as real
+    scans have them); ``ideal_lidar`` casts the ideal sensor instead. By default a
     sweep is taken at the frame time (motion-compensated); ``lidar_motion_skew`` casts it from
     the moving car instead and leaves it uncompensated, as KITTI's raw scans are (points a
     sweep apart, behind the car, disagree by the distance driven in 0.1 s). ``threads``
@@ -415,11 +419,12 @@ def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: i
     """
     if seed < 0 or drive < 0:
         raise ValueError(f"seed and drive must be non-negative, got {seed} and {drive}")
-    outputs = _Outputs(stereo, lidar, LidarModel(azimuth_decimation=azimuth_decimation),
-                       lidar_motion_skew)
+    lidar_model = (LidarModel(azimuth_decimation=azimuth_decimation) if ideal_lidar
+                   else LidarModel.kitti(azimuth_decimation))
+    outputs = _Outputs(stereo, lidar, lidar_model, lidar_motion_skew)
     drive_dir = drive_directory(root, date, drive)
     params = _parameters(num_frames, seed, drive, date, width, height, stereo, lidar,
-                         azimuth_decimation, lidar_motion_skew)
+                         azimuth_decimation, lidar_motion_skew, ideal_lidar)
     plan = plan_drive(num_frames, seed, width, height, date, drive)
     calibs = _calibrations(plan, date)
 
