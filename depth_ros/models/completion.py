@@ -75,6 +75,10 @@ class FusionSPN(nn.Module):
         train_feature_scales: in training mode each forward draws its feature scale from
             these (torch's global generator), so that one set of weights serves both
             ``feature_scale`` options at inference.
+        head_init_std: standard deviation of the heads' initial weights; 0 (the default, as
+            the bundled model was trained) starts them at zero, so an untrained model is the
+            pre-fill smoothed by propagation, and gradients reach the U-Net from the second
+            step on.
     """
 
     kind = "fusion"
@@ -87,7 +91,8 @@ class FusionSPN(nn.Module):
                  dilations: Sequence[int] = (1, 2, 1, 2), feature_scale: int = 1,
                  min_depth_m: float = 0.1, max_depth_m: float = 100.0,
                  confidence_threshold: float = 0.05, trust_init: float = 0.99,
-                 train_feature_scales: Sequence[int] = (1,)) -> None:
+                 train_feature_scales: Sequence[int] = (1,), head_init_std: float = 0.0
+                 ) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"widths must have 4 entries (1/2 … 1/16), got {tuple(widths)}")
@@ -121,11 +126,11 @@ class FusionSPN(nn.Module):
         # costs onnxruntime a layout reorder of the whole frame).
         self.confidence_weights = nn.Parameter(torch.zeros(3))
         self.propagation = SpatialPropagation(dilations)
-        self._init_heads(trust_init)
+        self._init_heads(trust_init, head_init_std)
 
-    def _init_heads(self, trust_init: float) -> None:
+    def _init_heads(self, trust_init: float, std: float) -> None:
         for conv in (self.head, *([] if self.guide is None else [self.guide[-1]])):
-            nn.init.zeros_(conv.weight)
+            nn.init.normal_(conv.weight, std=std) if std > 0 else nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         trust_logit = float(torch.logit(torch.tensor(trust_init)))
         with torch.no_grad():

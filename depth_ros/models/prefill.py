@@ -4,8 +4,8 @@ IP-Basic (Ku et al. 2018) completes a scan with morphology in *inverted* depth, 
 returns compete the nearest one wins (background returns seen past a near object's edge lose).
 Here the same idea is written with max-pooling, which every runtime has: a 5×5 dilation closes
 the gaps between LiDAR rows, then a max-pool pyramid fills the larger holes coarse to fine, and
-what is still empty at the coarsest scale (above the LiDAR's field of view) takes the farthest
-return of its column. A 5×5 box blur smooths the filled pixels; measured pixels keep their
+what is still empty at the coarsest scale (1/32: above the LiDAR's field of view) takes the
+farthest of its column's coarsest cells (each the nearest return of its 32×32 block). A 5×5 box blur smooths the filled pixels; measured pixels keep their
 value exactly. The completion network predicts a residual over this map.
 """
 
@@ -41,7 +41,7 @@ def prefill_inverse(sparse_depth: torch.Tensor, levels: int = 5) -> torch.Tensor
     for _ in range(levels):
         pyramid.append(F.max_pool2d(pyramid[-1], 2, 2))
     coarse = pyramid[-1]
-    # Above the scan's top rows: the farthest (smallest inverse) return of the column, as
+    # Above the scan's top rows: the farthest (smallest inverse) coarse cell of the column, as
     # IP-Basic extends each column's top value upwards (buildings, trees: far, not the road).
     big = torch.full_like(coarse, 1e6)
     column = torch.where(coarse > EMPTY, coarse, big).amin(dim=2, keepdim=True)
