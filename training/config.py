@@ -221,6 +221,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest step_<step>.pt files kept; 0 keeps all
     auto_resume: bool = False  # continue from the newest complete checkpoint in the run dir
     version: str = "1"
+    # A checkpoint whose weights start the run (fine-tuning; optimiser and step start afresh,
+    # unlike --resume); empty: the model's own initialisation.
+    init_checkpoint: str = ""
     train_data: str = ""  # recorded in the model metadata; empty: described from data
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

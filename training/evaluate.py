@@ -270,6 +270,9 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
                  and not isinstance(estimator, ClassicalCompletion) else None)
     if classical is not None:
         per_image[CLASSICAL_ROW] = []
+    clash = sorted(set(others or {}) & set(per_image))
+    if clash:
+        raise EvaluationError(f"other models may not be named {', '.join(clash)}")
     per_image.update({name: [] for name in others or {}})
     fused_rows = [name for name in ("model", CLASSICAL_ROW, *(others or {}))
                   if name in per_image and fusion]
@@ -408,8 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         baselines = None
         if args.baselines_from is not None:
             baselines = baseline_maps(args.baselines_from, *estimator.input_size)
-        others = {path.stem: DepthEstimator(path, backend=args.backend)
-                  for path in args.compare}
+        others = {}
+        for path in args.compare:  # rows named after the files, never "model"/"ip_basic"
+            name = path.stem if path.stem not in ("model", CLASSICAL_ROW) \
+                else f"compare_{path.stem}"
+            others[name] = DepthEstimator(path, backend=args.backend)
         results = evaluate(estimator, reader, args.dataset, args.align,
                            None if args.crop == "none" else args.crop, baselines,
                            progress=not args.no_progress,

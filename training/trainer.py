@@ -146,6 +146,8 @@ class Trainer:
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         self.model = build_model(config).to(self.device)
+        if config.init_checkpoint:
+            self._load_initial_weights(config.init_checkpoint)
         if self.dist.is_distributed:
             # The same initial weights everywhere (DDP broadcasts rank 0's anyway), then a
             # random stream of its own for each rank's augmentation.
@@ -210,6 +212,16 @@ class Trainer:
         self.log = RunLog(self.run_dir, enabled=False)
         self._panel: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._pseudo_losses: list[float] = []  # per micro-batch, unweighted
+
+    def _load_initial_weights(self, path: str) -> None:
+        """Start from another run's weights (``init_checkpoint``); a checkpoint of another
+        architecture or size is a one-line ``ConfigError``."""
+        try:
+            payload = load_checkpoint(path)
+            self.model.load_state_dict(payload["state_dict"])
+        except (CheckpointError, RuntimeError, KeyError) as exc:
+            raise ConfigError(f"init_checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+        LOG.info("weights from %s (step %s)", path, payload.get("step", "?"))
 
     @property
     def eval_model(self) -> torch.nn.Module:

@@ -79,6 +79,8 @@ class FusionSPN(nn.Module):
             the bundled model was trained) starts them at zero, so an untrained model is the
             pre-fill smoothed by propagation, and gradients reach the U-Net from the second
             step on.
+        prefill_dilation: the pre-fill's nearest-wins dilation (odd; ``prefill``).
+        prefill_blur_width: the pre-fill's row blur width in pixels (0: none).
     """
 
     kind = "fusion"
@@ -91,8 +93,8 @@ class FusionSPN(nn.Module):
                  dilations: Sequence[int] = (1, 2, 1, 2), feature_scale: int = 1,
                  min_depth_m: float = 0.1, max_depth_m: float = 100.0,
                  confidence_threshold: float = 0.05, trust_init: float = 0.99,
-                 train_feature_scales: Sequence[int] = (1,), head_init_std: float = 0.0
-                 ) -> None:
+                 train_feature_scales: Sequence[int] = (1,), head_init_std: float = 0.0,
+                 prefill_dilation: int = 3, prefill_blur_width: int = 11) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"widths must have 4 entries (1/2 … 1/16), got {tuple(widths)}")
@@ -101,6 +103,11 @@ class FusionSPN(nn.Module):
             raise ValueError(f"feature_scale and train_feature_scales must be 1 or 2, got "
                              f"{feature_scale} and {tuple(train_feature_scales)}")
         self.train_feature_scales = tuple(int(f) for f in train_feature_scales)
+        if prefill_dilation < 1 or prefill_dilation % 2 == 0 or prefill_blur_width < 0:
+            raise ValueError(f"prefill_dilation must be odd and positive and "
+                             f"prefill_blur_width non-negative, got {prefill_dilation} and "
+                             f"{prefill_blur_width}")
+        self.prefill_dilation, self.prefill_blur_width = prefill_dilation, prefill_blur_width
         if not 0.0 < trust_init < 1.0:
             raise ValueError(f"trust_init must be in (0, 1), got {trust_init}")
         self.min_depth_m, self.max_depth_m = float(min_depth_m), float(max_depth_m)
@@ -158,7 +165,9 @@ class FusionSPN(nn.Module):
         ``(depth, confidence)`` (or the dict described in the class docstring)."""
         height, width = image.shape[-2:]
         mask = (sparse_depth > 0).to(image.dtype)
-        prefill = prefill_depth(sparse_depth, self.min_depth_m, self.max_depth_m)
+        prefill = prefill_depth(sparse_depth, self.min_depth_m, self.max_depth_m,
+                                dilation=self.prefill_dilation,
+                                blur_width=self.prefill_blur_width)
         # log(d / 10 m): order one for the network.
         log_prefill = torch.log(prefill * 0.1)
         coarse = self._features(image, log_prefill, mask)

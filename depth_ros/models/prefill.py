@@ -2,11 +2,13 @@
 
 IP-Basic (Ku et al. 2018) completes a scan with morphology in *inverted* depth, so that where
 returns compete the nearest one wins (background returns seen past a near object's edge lose).
-Here the same idea is written with max-pooling, which every runtime has: a 5×5 dilation closes
-the gaps between LiDAR rows, then a max-pool pyramid fills the larger holes coarse to fine, and
+Here the same idea is written with max-pooling, which every runtime has: a 3×3 dilation fills
+between neighbouring returns, then a max-pool pyramid fills the larger holes coarse to fine, and
 what is still empty at the coarsest scale (1/32: above the LiDAR's field of view) takes the
-farthest of its column's coarsest cells (each the nearest return of its 32×32 block). A 5×5 box blur smooths the filled pixels; measured pixels keep their
-value exactly. The completion network predicts a residual over this map.
+farthest of its column's coarsest cells (each the nearest return of its 32×32 block). A box
+blur along the image rows, in depth, smooths the filled pixels (tuned on kitti_dev, see
+``prefill_inverse``); measured pixels keep their value exactly. The completion network
+predicts a residual over this map.
 """
 
 from __future__ import annotations
@@ -28,15 +30,18 @@ def _fill(values: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
     return torch.where(values > EMPTY, values, fallback)
 
 
-def prefill_inverse(sparse_depth: torch.Tensor, levels: int = 5) -> torch.Tensor:
+def prefill_inverse(sparse_depth: torch.Tensor, levels: int = 5, dilation: int = 3,
+                    blur_width: int = 11) -> torch.Tensor:
     """Dense inverse depth (1/m) from sparse depth N×1×H×W (metres, 0 = no return).
 
     H and W must be multiples of ``2 ** levels``. Pixels with a return keep 1/d exactly; a
     frame without any return comes out all zero (the caller decides what that means).
+    ``dilation``: the nearest-wins dilation's (odd) size; ``blur_width``: the width of the
+    1-row box blur, in depth, of the filled pixels (0: none).
     """
     inv = inverse_depth(sparse_depth)
-    # IP-Basic's first step: a 5×5 dilation (nearest wins) bridges the 4–7 px row gaps.
-    x = _fill(inv, F.max_pool2d(inv, 5, 1, 2))
+    # IP-Basic's first step: a small dilation (nearest wins) fills between neighbouring returns.
+    x = _fill(inv, F.max_pool2d(inv, dilation, 1, dilation // 2))
     pyramid = [x]
     for _ in range(levels):
         pyramid.append(F.max_pool2d(pyramid[-1], 2, 2))
@@ -53,14 +58,24 @@ def prefill_inverse(sparse_depth: torch.Tensor, levels: int = 5) -> torch.Tensor
     coarse = _fill(coarse, _fill(column.expand_as(coarse), frame.expand_as(coarse)))
     for finer in reversed(pyramid[:-1]):
         coarse = _fill(finer, F.interpolate(coarse, scale_factor=2.0, mode="nearest"))
-    smooth = F.avg_pool2d(coarse, 5, 1, 2, count_include_pad=False)
+    if blur_width > 1:
+        # Along the image rows (the LiDAR's scan lines) and in depth, not inverse depth:
+        # a held-out return is best predicted by its own scan line's neighbours (measured on
+        # kitti_dev: a 1×11 box in depth scores RMSE/MAE 3182/964 mm against 3949/1153 for a
+        # 5×5 box in inverse depth after a 5×5 dilation; IP-Basic 3887/1042).
+        depth = 1.0 / coarse.clamp(min=1e-6)
+        smooth = 1.0 / F.avg_pool2d(depth, (1, blur_width), 1, (0, blur_width // 2),
+                                    count_include_pad=False)
+        smooth = torch.where(coarse > EMPTY, smooth, coarse)
+    else:
+        smooth = coarse
     return torch.where(inv > EMPTY, inv, smooth)
 
 
 def prefill_depth(sparse_depth: torch.Tensor, min_depth_m: float, max_depth_m: float,
-                  levels: int = 5) -> torch.Tensor:
+                  levels: int = 5, dilation: int = 3, blur_width: int = 11) -> torch.Tensor:
     """``prefill_inverse`` as depth in metres, clamped to [min_depth_m, max_depth_m]; a frame
     without returns is ``max_depth_m`` everywhere."""
-    inv = prefill_inverse(sparse_depth, levels)
+    inv = prefill_inverse(sparse_depth, levels, dilation, blur_width)
     depth = 1.0 / inv.clamp(min=1.0 / max_depth_m)
     return depth.clamp(min_depth_m, max_depth_m)
