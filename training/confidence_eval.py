@@ -95,7 +95,7 @@ def calibration_png(path: str | Path, summary: dict, title: str,
     the threshold against the mean confidence per bin (the diagonal is perfect calibration),
     with each bin's share of the pixels as grey bars. Drawn with OpenCV, written as PNG."""
     width, height = size
-    left, right, top, bottom = 70, 24, 60, 60
+    left, right, top, bottom = 70, 24, 84, 60
     image = np.full((height, width, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
 

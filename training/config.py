@@ -197,6 +197,11 @@ class LossConfig:
     far_weight: float = 0.1  # rendered sky (zero_depth_is_far) in the depth terms
     initial_weight: float = 0.5  # the depth before propagation
     confidence_weight: float = 0.1
+    # Held-out returns (kitti_dev's protocol as a training signal): this share of the input
+    # returns is removed from the input and the output there is also trained towards the
+    # LiDAR's own value with this weight (0: off).
+    holdout_fraction: float = 0.0
+    holdout_weight: float = 0.0
 
 
 @dataclass

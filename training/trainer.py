@@ -47,7 +47,7 @@ from training.data.sampler import EpochSampler, seed_worker
 from training.data.splits import build_datasets
 from training.distributed import DistContext, resolve_device, wrap_model
 from training.inputs import needs_lidar, network_inputs, split_batch
-from training.losses import SiLogLoss, completion_loss
+from training.losses import SiLogLoss, completion_loss, weighted_depth_loss
 from training.optim import build_optimizer, lr_factor, set_lr
 from training.pseudo.data import PseudoBatch, PseudoBatchStream, PseudoLabelFrames, mix_batches
 from training.pseudo.labels import PseudoLabelError
@@ -371,9 +371,17 @@ class Trainer:
 
     def _completion_loss(self, inputs: tuple[torch.Tensor, ...], depth: torch.Tensor
                          ) -> torch.Tensor:
-        """``completion_loss`` of a model with a confidence output (its ``aux`` dict)."""
+        """``completion_loss`` of a model with a confidence output (its ``aux`` dict), plus
+        the held-out-return term when ``loss.holdout_fraction`` is on."""
+        image, sparse = inputs
+        held = None
+        if self.config.loss.holdout_fraction > 0 and self.config.loss.holdout_weight > 0:
+            draw = torch.rand(sparse.shape, device=sparse.device)
+            held = (sparse > 0) & (draw < self.config.loss.holdout_fraction)
+            held_depth = sparse
+            sparse = torch.where(held, torch.zeros_like(sparse), sparse)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            outputs = self.net(*inputs, aux=True)
+            outputs = self.net(image, sparse, aux=True)
         outputs = {k: v.float() for k, v in outputs.items()}
         far = None
         if self.config.data.zero_depth_is_far:
@@ -385,7 +393,13 @@ class Trainer:
         terms = completion_loss(outputs, target, valid, far, loss.far_weight, loss.l2_weight,
                                 loss.log_weight, loss.initial_weight, loss.confidence_weight,
                                 self.model.confidence_threshold)
-        return terms.total
+        if held is None:
+            return terms.total
+        # The scan itself at the returns the model did not get (what kitti_dev scores).
+        held_loss = weighted_depth_loss(outputs["depth"], held_depth.clamp(
+            self.model.min_depth_m, self.model.max_depth_m), held.to(outputs["depth"].dtype),
+            loss.l2_weight, loss.log_weight)
+        return terms.total + loss.holdout_weight * held_loss
 
     def train_step(self, image: torch.Tensor, depth: torch.Tensor,
                    sparse_depth: torch.Tensor | None = None,
