@@ -200,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     rows += training_rows(device, args)
     header = ("what", "size (WxH)", "precision", "median ms", "rate")
     widths = [max(len(header[0]), *(len(r.what) for r in rows)), 11, 9, 10, 18]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     for r in rows:
         cells = (r.what, r.size, r.precision, f"{r.ms:.2f}", f"{r.rate:.1f} {r.unit}")
-        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
     return 0
 
 

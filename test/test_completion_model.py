@@ -61,12 +61,14 @@ def test_prefill_nearest_return_wins_and_the_top_takes_the_farthest_below() -> N
     row[0, 0, 5, 16:] = 30.0
     row[0, 0, 5, 15:17] = 0.0  # two empty pixels at the step
     blurred = prefill_depth(row, 0.1, 100.0, dilation=1, blur_width=3)[0, 0, 5]
-    assert float(blurred[14]) == 10.0 and float(blurred[17]) == 30.0  # returns kept
+    assert float(blurred[14]) == 10.0  # returns kept (1 / (1 / d) in float32)
+    assert float(blurred[17]) == pytest.approx(30.0, rel=1e-6)
     # Without blur the 2×2 pyramid fills pixel 15 from its block (10 m) and 16 from its own
     # (30 m); the 1×3 box in depth gives (10 + 10 + 30) / 3 and (10 + 30 + 30) / 3 (in
     # inverse depth it would give 12.9 and 18.0).
     plain = prefill_depth(row, 0.1, 100.0, dilation=1, blur_width=0)[0, 0, 5]
-    assert float(plain[15]) == 10.0 and float(plain[16]) == 30.0
+    assert float(plain[15]) == pytest.approx(10.0, rel=1e-6)
+    assert float(plain[16]) == pytest.approx(30.0, rel=1e-6)
     assert float(blurred[15]) == pytest.approx(50.0 / 3.0, rel=1e-5)
     assert float(blurred[16]) == pytest.approx(70.0 / 3.0, rel=1e-5)
     # Above the scan, the empty top takes the farthest of the column's coarsest (1/32) cells,

@@ -257,7 +257,8 @@ class DepthEstimator:
     def _backend_outputs(self, image: np.ndarray, sparse: np.ndarray | None
                          ) -> list[np.ndarray]:
         run_outputs = getattr(self._backend, "run_outputs", None)
-        if run_outputs is None:  # a backend without extra outputs
+        if run_outputs is None or len(self.metadata.output_names) == 1:
+            # One output (or a backend that offers only run()): the plain call.
             return [self._backend.run(image, sparse)]
         return run_outputs(image, sparse)
 
