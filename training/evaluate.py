@@ -7,10 +7,13 @@
     python training/evaluate.py --model fusion.onnx --dataset kitti_completion \
         --data data_depth_velodyne/val --raw-root kitti_raw --depth-root data_depth_annotated/val
     python training/evaluate.py --model model.pt --dataset nyu --data nyu_depth_v2_labeled.mat
-    python training/evaluate.py --model depth_ros/weights/fusion_attention_synthetic.onnx \
+    python training/evaluate.py --model depth_ros/weights/fusion_spn_synthetic.onnx \
         --dataset lidar_holdout --data ../shared/data/kitti_dev
     python training/evaluate.py --model classical --dataset lidar_holdout \
         --data ../shared/data/kitti_dev
+    python training/evaluate.py --model depth_ros/weights/fusion_spn_synthetic.onnx \
+        --dataset engine --data outputs/data/completion_v4/val --compare old.onnx \
+        --calibration-png docs/fusion_spn_calibration.png
 
 Protocols (per image, then averaged over images, as the KITTI devkit does):
 
