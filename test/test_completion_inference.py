@@ -96,11 +96,13 @@ def test_backends_agree_and_focal_length_scales_like_the_scan(completion_model: 
     b = by_torch.predict_detailed(rgb, sparse, fx=700.0)
     np.testing.assert_allclose(a.depth, b.depth, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
-    # Another camera: the LiDAR is expressed at the training focal length going in and the
-    # output rescaled coming out, so the kept returns stay in the camera's metres.
-    other = by_ort.predict(rgb, sparse, fx=1400.0)
-    has = sparse > 0
-    assert np.median(np.abs(other[has] - sparse[has])) < 0.03
+    # Another camera: a native model takes its scale from the LiDAR, so fx changes nothing
+    # (no focal normalisation that would push far returns past the depth range).
+    np.testing.assert_array_equal(by_ort.predict(rgb, sparse, fx=1400.0),
+                                  by_ort.predict(rgb, sparse, fx=700.0))
+    far = np.where(sparse > 0, np.float32(90.0), np.float32(0.0))
+    kept = by_ort.predict(rgb, far, fx=300.0)
+    assert np.median(np.abs(kept[far > 0] - 90.0)) < 0.03
 
 
 def test_nan_lidar_is_no_return(completion_model: Path) -> None:

@@ -312,7 +312,11 @@ class DepthEstimator:
         """
         self._validate(rgb, sparse_depth, fx)
         meta = self.metadata
-        net_fx = None if fx is None else self._network_fx(fx, *rgb.shape[:2])
+        # Native (completion) models take their metric scale from the LiDAR at the camera's
+        # own pixels: no focal-length normalisation (it would push far returns past the
+        # model's depth range and clip them).
+        net_fx = (None if fx is None or self.resize_policy == "native"
+                  else self._network_fx(fx, *rgb.shape[:2]))
         if meta.kind == "fusion" and sparse_depth is not None and net_fx is not None:
             # The network reads LiDAR as it learned depth: at its training focal length.
             sparse_depth = sparse_depth * np.float32(meta.train_focal_px / net_fx)
