@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    names = args.models or list_models()
+    # The reduced option of the completion model (features from a half-size frame) too.
+    names = args.models or [*list_models(), "fusion_spn:feature_scale=2"]
     print(f"{args.threads} threads, median of {args.repeats}; sizes rounded to the stride")
     print(f"{'model':<28}{'params M':>10}{'GFLOPs 1216x352':>17}"
           f"{'ms 1216x352':>13}{'ms 518x518':>12}")

@@ -48,6 +48,9 @@ TINY_KWARGS: dict[str, dict] = {
     "depth_anything_v2": {"encoder": "vits", "embed_dim": 32, "depth": 4, "num_heads": 2,
                           "features": 16, "out_channels": (8, 16, 16, 32),
                           "layer_indices": (0, 1, 2, 3)},
+    # Random (not zero) head weights: gradients must reach the U-Net in the first step here.
+    "fusion_spn": {"widths": (4, 8, 8, 8), "guide_channels": 4, "dilations": (1, 2),
+                   "train_feature_scales": (1, 2), "head_init_std": 0.01},
 }
 # Parameters that exist only so released state dicts load, and that the forward pass never
 # uses by design (prefixes): DINOv2's mask token (masked-image pretraining only) and the first
@@ -64,7 +67,7 @@ MODEL_NAMES = list_models()
 # Models of this package whose default size must fit the CPU budget (DESIGN.md: ≲ 8 GMACs at
 # 1216×352 for 10 frames/s on 2 cores); Depth Anything V2 is a large pretrained model.
 REAL_TIME_MODELS = ("mono_cnn", "mono_resnet_c2f", "mono_mobilenet_c2f", "mono_hybrid_c2f",
-                    "fusion_attention")
+                    "fusion_attention", "fusion_spn")
 
 
 def build(name: str, **overrides) -> nn.Module:
@@ -105,6 +108,18 @@ def sizes(model: nn.Module) -> list[tuple[int, int]]:
     return [(h * model.stride, w * model.stride) for h, w in SIZES_IN_STRIDES]
 
 
+def output_names(model: nn.Module) -> list[str]:
+    """The I/O contract's output names: the depth, then any extra outputs (confidence)."""
+    return list(getattr(model, "outputs", ())) or [
+        "depth" if model.output == "metric" else "inverse_depth"]
+
+
+def run(model: nn.Module, *inputs: torch.Tensor) -> list[torch.Tensor]:
+    """Every output of a forward pass (models with a confidence output return a tuple)."""
+    out = model(*inputs)
+    return list(out) if isinstance(out, tuple | list) else [out]
+
+
 def max_depth_of(model: nn.Module) -> float | None:
     """The largest metric depth a model states, if it states one."""
     for attribute in ("max_depth_m", "max_depth"):
@@ -134,12 +149,16 @@ def test_forward_at_two_resolutions(name: str) -> None:
     model = build(name).eval()
     for height, width in sizes(model):
         with torch.no_grad():
-            out = model(*make_inputs(model, height, width))
+            out, *extra = run(model, *make_inputs(model, height, width))
         assert out.shape == (2, 1, height, width)
         assert torch.isfinite(out).all()
         assert float(out.min()) >= 0.0
         if model.output == "metric" and max_depth_of(model) is not None:
             assert float(out.max()) <= max_depth_of(model) + 1e-4
+        assert len(extra) == len(output_names(model)) - 1
+        for name, value in zip(output_names(model)[1:], extra, strict=True):
+            assert name == "confidence" and value.shape == out.shape
+            assert 0.0 <= float(value.min()) and float(value.max()) <= 1.0
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -147,9 +166,10 @@ def test_gradients_reach_every_trainable_parameter(name: str) -> None:
     model = build(name).train()
     height, width = sizes(model)[0]
     inputs = make_inputs(model, height, width)
-    out = model(*inputs)
-    weights = torch.rand(out.shape, generator=torch.Generator().manual_seed(1))
-    (out * weights).mean().backward()
+    generator = torch.Generator().manual_seed(1)
+    loss = sum((out * torch.rand(out.shape, generator=generator)).mean()
+               for out in run(model, *inputs))
+    loss.backward()
     unused = UNUSED_BY_DESIGN.get(name, ())
     trainable = [(n, p) for n, p in model.named_parameters()
                  if p.requires_grad and not n.startswith(unused)]
@@ -167,9 +187,9 @@ def export_dynamic(model: nn.Module, path: Path, height: int, width: int) -> Non
             2: model.stride * Dim("height_in_strides", min=1, max=512),
             3: model.stride * Dim("width_in_strides", min=1, max=512)}
     names = input_names(model)
-    output = "depth" if model.output == "metric" else "inverse_depth"
     program = torch.onnx.export(model, make_inputs(model, height, width, batch=1), dynamo=True,
-                                opset_version=18, input_names=names, output_names=[output],
+                                opset_version=18, input_names=names,
+                                output_names=output_names(model),
                                 dynamic_shapes={n: dims for n in names}, external_data=False,
                                 verbose=False)
     program.save(os.fspath(path))
@@ -197,14 +217,16 @@ def test_onnx_export_with_dynamic_size_matches_pytorch(name: str, tmp_path: Path
     for (height, width), batch in ((first, 1), (second, 2)):
         inputs = make_inputs(model, height, width, batch=batch, seed=3)
         with torch.no_grad():
-            expected = model(*inputs).numpy()
-        got = session.run(None, {n: t.numpy() for n, t in zip(input_names(model), inputs,
-                                                                strict=True)})[0]
-        assert got.shape == expected.shape
-        relative = max_relative_difference(got, expected)
-        print(f"{name} {height}x{width} batch {batch}: max |ort - torch| = "
-              f"{np.abs(got - expected).max():.2e}, max relative = {relative:.2e}")
-        assert relative <= 1e-4
+            expected = [t.numpy() for t in run(model, *inputs)]
+        outputs = session.run(None, {n: t.numpy() for n, t in zip(input_names(model), inputs,
+                                                                  strict=True)})
+        assert [o.name for o in session.get_outputs()] == output_names(model)
+        for got, want in zip(outputs, expected, strict=True):
+            assert got.shape == want.shape
+            relative = max_relative_difference(got, want)
+            print(f"{name} {height}x{width} batch {batch}: max |ort - torch| = "
+                  f"{np.abs(got - want).max():.2e}, max relative = {relative:.2e}")
+            assert relative <= 1e-4
 
 
 # --- building blocks --------------------------------------------------------------------------

@@ -56,7 +56,12 @@ def test_recipe_loads_validates_and_documents_its_commands(path: Path) -> None:
     assert f"python training/train.py --config {relative}" in header
     assert re.search(rf"torchrun --nproc_per_node \d+ training/train.py --config {relative}",
                      header)
-    if model.kind == "fusion":
+    if "confidence" in getattr(model, "outputs", ()):
+        # Completion models (fusion_spn) complete a scan: frames without one teach them
+        # nothing; they train on sparser scans and on scans with holes instead.
+        assert config.augment.lidar_keep_min < 1 and config.augment.lidar_patch_prob > 0
+        assert config.data.crop == "random"  # full resolution: the LiDAR is never resized
+    elif model.kind == "fusion":
         assert config.augment.lidar_drop_prob > 0 and config.augment.lidar_keep_min < 1
 
 

@@ -41,6 +41,10 @@ class SyntheticSplit:
     drives: int = 1
     frames: int = 20
     seed: int = 0
+    # Keep every k-th of the LiDAR's 4000 azimuth steps: 2 (the engine's default) matches
+    # real KITTI's density.
+    azimuth_decimation: int = 2
+    stereo: bool = True  # also render camera 03 (training reads camera 02 only)
 
 
 @dataclass
@@ -74,6 +78,11 @@ class DataConfig:
     image_height: int = 375
     input_height: int = 128  # network input size; multiples of the model's stride
     input_width: int = 416
+    # drives with crop: random: frames stay at the engine's full resolution; training takes
+    # random input_height x input_width crops, validation the bottom-centre
+    # val_height x val_width crop (0: the input size).
+    val_height: int = 0
+    val_width: int = 0
     # Ground truth 0 means "far" (rendered depth: sky, beyond range) rather than "no data"
     # (LiDAR): train those pixels towards the model's max depth instead of ignoring them.
     zero_depth_is_far: bool = False
@@ -96,6 +105,12 @@ class AugmentConfig:
     lidar_drop_prob: float = 0.0
     lidar_keep_min: float = 1.0
     lidar_keep_max: float = 1.0
+    # Probability that a frame loses its returns inside 1-4 random rectangles (occlusion,
+    # black cars, glass), and the share of the returns that have a >10 % farther return within
+    # 3 px which take that farther depth instead: real KITTI's background seen past a near
+    # object's edge (the model learns to overrule them from the exact ground truth).
+    lidar_patch_prob: float = 0.0
+    lidar_bleed_fraction: float = 0.0
 
 
 @dataclass
@@ -171,10 +186,22 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """Scale-invariant log loss, optionally after a scale-only warm-up (DepthFormer's)."""
+    """Scale-invariant log loss, optionally after a scale-only warm-up (DepthFormer's), for
+    depth models; L1 + L2 + log + confidence terms for completion models."""
 
     silog_lambda: float = 0.85
     silog_warmup_steps: int = 0
+    # Completion models (a ``confidence`` output): ``training.losses.completion_loss``.
+    l2_weight: float = 0.1  # per metre
+    log_weight: float = 10.0  # metres
+    far_weight: float = 0.1  # rendered sky (zero_depth_is_far) in the depth terms
+    initial_weight: float = 0.5  # the depth before propagation
+    confidence_weight: float = 0.1
+    # Held-out returns (kitti_dev's protocol as a training signal): this share of the input
+    # returns is removed from the input and the output there is also trained towards the
+    # LiDAR's own value with this weight (0: off).
+    holdout_fraction: float = 0.0
+    holdout_weight: float = 0.0
 
 
 @dataclass
@@ -195,9 +222,13 @@ class TrainConfig:
     log_every: int = 20  # steps between progress-bar and TensorBoard updates of the loss
     tensorboard: bool = True  # scalars and image panels under <run dir>/tensorboard
     checkpoint_every: int = 500  # steps between step_<step>.pt checkpoints (0: none)
+    val_every: int = 1  # validate every this many epochs (and after the last step)
     keep_checkpoints: int = 3  # newest step_<step>.pt files kept; 0 keeps all
     auto_resume: bool = False  # continue from the newest complete checkpoint in the run dir
     version: str = "1"
+    # A checkpoint whose weights start the run (fine-tuning; optimiser and step start afresh,
+    # unlike --resume); empty: the model's own initialisation.
+    init_checkpoint: str = ""
     train_data: str = ""  # recorded in the model metadata; empty: described from data
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -218,13 +249,17 @@ class TrainConfig:
             value = self._get(key)
             if value not in allowed:
                 raise ConfigError(f"{key} must be {' or '.join(allowed)}, got {value!r}")
-        for key, low in (("epochs", 1), ("batch_size", 1), ("log_every", 1),
+        for key, low in (("epochs", 1), ("batch_size", 1), ("log_every", 1), ("val_every", 1),
                          ("optim.accumulate_steps", 1), ("checkpoint_every", 0),
                          ("keep_checkpoints", 0), ("data.num_workers", 0),
                          ("optim.backbone_lr_factor", 0)):
             if self._get(key) < low:
                 raise ConfigError(f"{key} must be at least {low}, got {self._get(key)}")
         augment = self.augment
+        for key in ("lidar_patch_prob", "lidar_bleed_fraction"):
+            if not 0.0 <= getattr(augment, key) <= 1.0:
+                raise ConfigError(f"augment.{key} must be in [0, 1], got "
+                                  f"{getattr(augment, key)}")
         if not 0.0 <= augment.lidar_drop_prob <= 1.0:
             raise ConfigError(f"augment.lidar_drop_prob must be in [0, 1], got "
                               f"{augment.lidar_drop_prob}")

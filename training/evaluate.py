@@ -7,10 +7,13 @@
     python training/evaluate.py --model fusion.onnx --dataset kitti_completion \
         --data data_depth_velodyne/val --raw-root kitti_raw --depth-root data_depth_annotated/val
     python training/evaluate.py --model model.pt --dataset nyu --data nyu_depth_v2_labeled.mat
-    python training/evaluate.py --model depth_ros/weights/fusion_attention_synthetic.onnx \
+    python training/evaluate.py --model depth_ros/weights/fusion_spn_synthetic.onnx \
         --dataset lidar_holdout --data ../shared/data/kitti_dev
     python training/evaluate.py --model classical --dataset lidar_holdout \
         --data ../shared/data/kitti_dev
+    python training/evaluate.py --model depth_ros/weights/fusion_spn_synthetic.onnx \
+        --dataset engine --data outputs/data/completion_v4/val --compare old.onnx \
+        --calibration-png docs/fusion_spn_calibration.png
 
 Protocols (per image, then averaged over images, as the KITTI devkit does):
 
@@ -60,6 +63,7 @@ from depth_ros.kitti import KittiFormatError, find_drives
 from depth_ros.metrics import (
     DEVKIT_METRIC_NAMES,
     METRIC_NAMES,
+    eval_crop_mask,
     evaluation_metrics,
     mean_metrics,
     median_scale,
@@ -74,6 +78,7 @@ from depth_ros.readers import (
     NyuLabeled,
     NyuSync,
 )
+from training.confidence_eval import ConfidenceStats, above_scan_mask, calibration_png
 from training.data.drives import load_frames
 from training.data.sources import FrameReader
 
@@ -88,6 +93,10 @@ PROTOCOLS = {"engine": (None, 1e-3, 80.0), "kitti_eigen": ("garg", 1e-3, 80.0),
              "kitti_dev_mono": ("garg", 1e-3, 80.0)}
 ALIGNMENTS = ("auto", "none", "median", "lstsq")
 HOLDOUT_FRACTION = 0.2  # of the pixels with a return, per image (kitti_dev's README)
+# Engine protocol, fusion models: scored apart above the LiDAR's field of view and below it.
+BANDS = ("above_scan", "in_scan")
+MIN_BAND_PIXELS = 100
+DEFAULT_CONFIDENCE_THRESHOLD = 0.05
 CLASSICAL_ROW = "ip_basic"
 Predictor = DepthEstimator | ClassicalCompletion
 
@@ -209,31 +218,47 @@ def align_to_groundtruth(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, met
 
 def predict_frame(estimator: Predictor, frame: DepthFrame, align: str) -> np.ndarray:
     """The model's depth for one frame (metres), aligned to the ground truth if asked."""
+    return predict_frame_detailed(estimator, frame, align)[0]
+
+
+def predict_frame_detailed(estimator: Predictor, frame: DepthFrame, align: str
+                           ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``predict_frame``'s depth and the model's ``confidence`` (None without one)."""
     meta = estimator.metadata
     relative = meta.output == "relative"
     sparse = frame.sparse_depth if meta.kind == "fusion" else None
     if meta.kind == "fusion" and sparse is None:
         raise EvaluationError(f"{frame.name}: a fusion model needs LiDAR, and this frame has "
                               "none")
+    confidence = None
     if relative:
         raw = estimator.predict_relative(frame.rgb)
     else:
-        raw = estimator.predict(frame.rgb, sparse, fx=float(frame.K[0, 0]))
+        prediction = estimator.predict_detailed(frame.rgb, sparse, fx=float(frame.K[0, 0]))
+        raw, confidence = prediction.depth, getattr(prediction, "confidence", None)
     method = ("lstsq" if relative else "none") if align == "auto" else align
     mask = frame.depth > 0
-    return align_to_groundtruth(raw.astype(np.float64), frame.depth, mask, method, relative)
+    return (align_to_groundtruth(raw.astype(np.float64), frame.depth, mask, method, relative),
+            confidence)
 
 
 def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
              align: str = "auto", crop: str | None = "default",
              baselines: dict[str, np.ndarray] | None = None, progress: bool = True,
-             classical_baseline: bool = True) -> dict[str, dict[str, float]]:
+             classical_baseline: bool = True, others: dict[str, Predictor] | None = None
+             ) -> dict[str, dict]:
     """Mean per-image metrics (Eigen's and the devkit's) of the model and any baselines.
 
     ``crop="default"`` uses the protocol's (see ``PROTOCOLS``); ``sky_far`` (the share of
     pixels without ground truth predicted at ≥ 60 m: sky for rendered data) is reported for
     the engine protocol. Fusion models also get ``input_dev_m`` (``input_deviation_m``) and,
-    with ``classical_baseline``, an ``ip_basic`` row on the same LiDAR input.
+    with ``classical_baseline``, an ``ip_basic`` row on the same LiDAR input; ``others``
+    (name → predictor, e.g. an older model) are scored on the same frames as more rows.
+    On the engine protocol, fusion rows are also scored apart above the LiDAR's field of
+    view (``<row>@above_scan``: pixels above the scan's top-most return, see
+    ``above_scan_mask``) and below it (``<row>@in_scan``). A model with a ``confidence``
+    output adds ``results["confidence"]`` (``ConfidenceStats.summary()``, every scored
+    pixel pooled).
     """
     if dataset not in PROTOCOLS:
         raise EvaluationError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
@@ -248,6 +273,18 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
                  and not isinstance(estimator, ClassicalCompletion) else None)
     if classical is not None:
         per_image[CLASSICAL_ROW] = []
+    clash = sorted(set(others or {}) & set(per_image))
+    if clash:
+        raise EvaluationError(f"other models may not be named {', '.join(clash)}")
+    per_image.update({name: [] for name in others or {}})
+    fused_rows = [name for name in ("model", CLASSICAL_ROW, *(others or {}))
+                  if name in per_image and fusion]
+    bands = dataset == "engine" and fusion
+    if bands:
+        per_image.update({f"{name}@{band}": [] for name in fused_rows for band in BANDS})
+    has_confidence = fusion and getattr(estimator.metadata, "has_confidence", False)
+    confidence_stats = (ConfidenceStats(float(estimator.metadata.model_kwargs.get(
+        "confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD))) if has_confidence else None)
     sky_far = []
     for index in tqdm(range(len(reader)), desc="evaluate", unit="frame", disable=not progress):
         frame = reader.frame(index)
@@ -255,22 +292,40 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
             raise EvaluationError(f"{frame.name}: no ground truth to evaluate against")
         gt = frame.depth
         height, width = gt.shape
-        predictions = {"model": predict_frame(estimator, frame, align)}
+        model_depth, confidence = predict_frame_detailed(estimator, frame, align)
+        predictions = {"model": model_depth}
         if dataset == "engine" and not (gt > 0).all():
             sky_far.append(float(np.mean(predictions["model"][gt <= 0] >= SKY_FAR_M)))
         if classical is not None:
             predictions[CLASSICAL_ROW] = classical.predict(frame.rgb, frame.sparse_depth)
+        for name, other in (others or {}).items():
+            predictions[name] = predict_frame(other, frame, align)
         for name, small in (baselines or {}).items():
             predictions[name] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        above = above_scan_mask(frame.sparse_depth) if bands else None
         for name, pred in predictions.items():
             metrics = evaluation_metrics(pred, gt, crop, min_depth, max_depth)
-            if fusion and name in ("model", CLASSICAL_ROW):
+            if name in fused_rows:
                 metrics["input_dev_m"] = input_deviation_m(pred, frame.sparse_depth)
             per_image[name].append(metrics)
-    results = {name: mean_metrics(values) for name, values in per_image.items()}
+            if above is not None and name in fused_rows:
+                for band, inside in zip(BANDS, (above, ~above), strict=True):
+                    # A band with (almost) no ground truth in this frame is not scored.
+                    if ((gt > min_depth) & (gt < max_depth) & inside).sum() >= MIN_BAND_PIXELS:
+                        per_image[f"{name}@{band}"].append(evaluation_metrics(
+                            pred, np.where(inside, gt, 0.0), crop, min_depth, max_depth))
+        if confidence_stats is not None and confidence is not None:
+            in_range = (gt > min_depth) & (gt < max_depth) & eval_crop_mask(height, width, crop)
+            confidence_stats.add(confidence, model_depth, gt, in_range)
+    results: dict[str, dict] = {name: mean_metrics(values) for name, values in per_image.items()}
     results["model"]["frames"] = len(per_image["model"])
+    for name in results:
+        if "@" in name:
+            results[name]["frames"] = len(per_image[name])
     if sky_far:
         results["model"]["sky_far"] = float(np.mean(sky_far))
+    if confidence_stats is not None:
+        results["confidence"] = confidence_stats.summary()
     return results
 
 
@@ -297,12 +352,20 @@ def make_reader(args: argparse.Namespace, needs_lidar: bool) -> FrameReader:
 def print_table(results: dict[str, dict[str, float]]) -> None:
     """Eigen's metrics, then the devkit's, one row per predictor."""
     devkit = tuple(f"devkit_{k}" for k in DEVKIT_METRIC_NAMES[:7])
+    rows_only = {name: m for name, m in results.items() if name != "confidence"}
+    width = max(14, *(len(name) + 1 for name in rows_only))
     for keys, title in ((METRIC_NAMES, "Eigen"), (devkit, "KITTI devkit")):
         header = [k.removeprefix("devkit_") for k in keys]
-        print(f"{title:<14}" + "".join(f"{k:>14}" for k in header))
-        for name, metrics in results.items():
-            print(f"{name:<14}" + "".join(f"{metrics[k]:>14.4f}" for k in keys))
-    rows = {name: m["input_dev_m"] for name, m in results.items() if "input_dev_m" in m}
+        print(f"{title:<{width}}" + "".join(f"{k:>14}" for k in header))
+        for name, metrics in rows_only.items():
+            print(f"{name:<{width}}" + "".join(f"{metrics[k]:>14.4f}" for k in keys))
+    if "confidence" in results:
+        c = results["confidence"]
+        print(f"confidence: AbsRel {c['abs_rel_confident']:.4f} where >= 0.5 "
+              f"({100 * c['confident_share']:.1f}% of the pixels), {c['abs_rel_rest']:.4f} "
+              f"elsewhere (ratio {c['ratio']:.2f}); calibration error {c['ece']:.3f} "
+              f"(|err|/gt < {c['threshold']:g})")
+    rows = {name: m["input_dev_m"] for name, m in rows_only.items() if "input_dev_m" in m}
     if rows:
         print("median |output - input| at the input's LiDAR returns (m): "
               + ", ".join(f"{name} {value:.4f}" for name, value in rows.items()))
@@ -336,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="engine: training drives to build image-independent baselines")
     parser.add_argument("--no-classical-baseline", action="store_true",
                         help="fusion models: leave out the ip_basic baseline row")
+    parser.add_argument("--compare", type=Path, action="append", default=[],
+                        metavar="MODEL", help="another .onnx/.pt model scored on the same "
+                        "frames (a row named after its file; repeatable)")
+    parser.add_argument("--calibration-png", type=Path, default=None,
+                        help="models with a confidence output: write the reliability diagram")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -346,14 +414,26 @@ def main(argv: list[str] | None = None) -> int:
         baselines = None
         if args.baselines_from is not None:
             baselines = baseline_maps(args.baselines_from, *estimator.input_size)
+        others = {}
+        for path in args.compare:  # rows named after the files, never "model"/"ip_basic"
+            name = path.stem if path.stem not in ("model", CLASSICAL_ROW) \
+                else f"compare_{path.stem}"
+            others[name] = DepthEstimator(path, backend=args.backend)
         results = evaluate(estimator, reader, args.dataset, args.align,
                            None if args.crop == "none" else args.crop, baselines,
                            progress=not args.no_progress,
-                           classical_baseline=not args.no_classical_baseline)
+                           classical_baseline=not args.no_classical_baseline, others=others)
     except (ModelLoadError, KittiFormatError, NyuFormatError, EvaluationError) as exc:
         print(f"evaluate.py: error: {exc}", file=sys.stderr)
         return 1
     print_table(results)
+    if args.calibration_png is not None:
+        if "confidence" not in results:
+            print("evaluate.py: error: --calibration-png: the model has no confidence output",
+                  file=sys.stderr)
+            return 1
+        calibration_png(args.calibration_png, results["confidence"],
+                        f"{args.model.stem} confidence on {args.dataset}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": str(args.model), "dataset": args.dataset,

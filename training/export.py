@@ -8,7 +8,8 @@
 
 The graph has input ``image`` (N×3×H×W, RGB in [0, 1]) — fusion models also ``sparse_depth``
 (N×1×H×W metres, 0 = no LiDAR return), sharing its batch, height and width — and output
-``depth`` (or ``inverse_depth`` for relative models), dynamic batch, height and width
+``depth`` (or ``inverse_depth`` for relative models; completion models add ``confidence``
+N×1×H×W in [0, 1]), dynamic batch, height and width
 (multiples of the stride), opset 18, the ``ModelMetadata`` in ``metadata_props``. It must pass
 ``onnx.checker.check_model(full_check=True)`` and match PyTorch under onnxruntime at two
 sizes (fusion models with LiDAR-like input, ~5 % of the pixels with a return); the operators it
@@ -76,6 +77,12 @@ def output_name(metadata: ModelMetadata) -> str:
     return "depth" if metadata.output == "metric" else "inverse_depth"
 
 
+def output_names(metadata: ModelMetadata) -> list[str]:
+    """Every graph output in order: ``output_name`` and, for completion models,
+    ``confidence``."""
+    return list(metadata.output_names)
+
+
 def input_names(metadata: ModelMetadata) -> list[str]:
     """``image``, and ``sparse_depth`` for fusion models (the I/O contract)."""
     return ["image", "sparse_depth"] if metadata.kind == "fusion" else ["image"]
@@ -120,7 +127,7 @@ def export_onnx(model: torch.nn.Module, metadata: ModelMetadata, path: str | os.
     try:
         program = torch.onnx.export(model.eval(), example_inputs(metadata, height, width),
                                     dynamo=True, opset_version=OPSET, input_names=names,
-                                    output_names=[output_name(metadata)],
+                                    output_names=output_names(metadata),
                                     dynamic_shapes={n: dynamic for n in names},
                                     external_data=False)
     except Exception as exc:  # the exporter raises many types; all mean "no graph"
@@ -152,16 +159,25 @@ def parity(model: torch.nn.Module, onnx_path: str | os.PathLike, height: int, wi
     if kind == "fusion":
         inputs.append(lidar_like_sparse_depth(batch, height, width, generator))
     with torch.no_grad():
-        expected = model.eval()(*inputs).numpy()
+        expected = model.eval()(*inputs)
+    # Completion models return (depth, confidence): every output is compared.
+    expected = [t.numpy() for t in (expected if isinstance(expected, tuple | list)
+                                    else [expected])]
     session = ort.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
-    if got.shape != expected.shape:
-        raise ExportError(f"onnxruntime output shape {got.shape} != torch {expected.shape} "
-                          f"at {height}x{width}")
-    diff = np.abs(got.astype(np.float64) - expected)
-    # Relative to the output's magnitude; the floor keeps ReLU zeros from dividing by 0.
-    scale = np.maximum(np.abs(expected), 1e-3 * max(np.abs(expected).max(), 1e-12))
-    return float(diff.max()), float((diff / scale).max())
+    outputs = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+    if len(outputs) != len(expected):
+        raise ExportError(f"the ONNX graph has {len(outputs)} outputs, torch {len(expected)}")
+    max_abs = max_rel = 0.0
+    for got, want in zip(outputs, expected, strict=True):
+        if got.shape != want.shape:
+            raise ExportError(f"onnxruntime output shape {got.shape} != torch {want.shape} "
+                              f"at {height}x{width}")
+        diff = np.abs(got.astype(np.float64) - want)
+        # Relative to the output's magnitude; the floor keeps ReLU zeros from dividing by 0.
+        scale = np.maximum(np.abs(want), 1e-3 * max(np.abs(want).max(), 1e-12))
+        max_abs = max(max_abs, float(diff.max()))
+        max_rel = max(max_rel, float((diff / scale).max()))
+    return max_abs, max_rel
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -331,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = " and ".join(f"{n} N×{c}×H×W" for n, c in
                           zip(input_names(metadata), (3, 1), strict=False))
     print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB), inputs "
-          f"{inputs}, output {output_name(metadata)}, opset {OPSET}")
+          f"{inputs}, outputs {', '.join(output_names(metadata))}, opset {OPSET}")
     if args.tensorrt is None:
         return 0
     if unsupported:

@@ -201,3 +201,90 @@ def diffusion_depth_loss(pred_noise: torch.Tensor, true_noise: torch.Tensor,
     w_ddim, w_pixel, w_latent = weights
     return DiffusionLossTerms(w_ddim * ddim + w_pixel * pixel + w_latent * latent, ddim, pixel,
                               latent)
+
+
+@dataclass(frozen=True)
+class CompletionLossTerms:
+    """The depth-completion objective's terms and their weighted sum."""
+
+    total: torch.Tensor
+    depth: torch.Tensor
+    initial: torch.Tensor
+    confidence: torch.Tensor
+
+
+def weighted_depth_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                        l2_weight: float = 0.1, log_weight: float = 10.0) -> torch.Tensor:
+    """``mean_w(|e|) + l2_weight · mean_w(e²) + log_weight · mean_w(|log pred − log target|)``
+    with ``e = pred − target`` in metres, weighted by ``weight`` (≥ 0, 0 = not in the loss).
+
+    L1 + L2 in metres is the completion benchmarks' recipe (their RMSE and MAE); the log term,
+    a relative error, keeps near pixels (small errors in metres) from being ignored.
+    ``l2_weight`` is per metre and ``log_weight`` in metres, so every term is in metres.
+    Zero, still attached, when every weight is 0.
+    """
+    if pred.shape != target.shape or pred.shape != weight.shape:
+        raise ValueError(f"shapes differ: pred {tuple(pred.shape)}, target "
+                         f"{tuple(target.shape)}, weight {tuple(weight.shape)}")
+    total = weight.sum()
+    if not total > 0:
+        return pred.sum() * 0.0
+    valid = weight > 0
+    safe = torch.where(valid, target, torch.ones_like(target))
+    error = pred - safe
+    log_error = torch.log(pred.clamp(min=1e-3)) - torch.log(safe.clamp(min=1e-3))
+    per_pixel = error.abs() + l2_weight * error**2 + log_weight * log_error.abs()
+    return (per_pixel * weight).sum() / total
+
+
+def confidence_target(pred: torch.Tensor, target: torch.Tensor, threshold: float
+                      ) -> torch.Tensor:
+    """1 where |pred − target| / target < ``threshold``, else 0 (no gradient)."""
+    with torch.no_grad():
+        relative = (pred - target).abs() / target.clamp(min=1e-3)
+        return (relative < threshold).to(pred.dtype)
+
+
+def completion_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor,
+                    valid_mask: torch.Tensor, far_mask: torch.Tensor | None = None,
+                    far_weight: float = 0.1, l2_weight: float = 0.1, log_weight: float = 10.0,
+                    initial_weight: float = 0.5, confidence_weight: float = 0.1,
+                    confidence_threshold: float = 0.05) -> CompletionLossTerms:
+    """Loss of a completion model's ``aux`` outputs (``depth``, ``initial``, ``confidence``).
+
+    ``weighted_depth_loss`` on the final depth, plus ``initial_weight`` × the same on the
+    depth before propagation (deep supervision of the residual), plus ``confidence_weight`` ×
+    the binary cross-entropy of ``confidence`` against ``confidence_target`` of the final
+    depth. Pixels in ``far_mask`` (rendered sky, trained as the far bound) are averaged apart,
+    without the L2 term, weighted ``far_weight``, and left out of the confidence term.
+
+    Args:
+        outputs: the model's ``forward(..., aux=True)`` dict.
+        target: ground-truth depth N×1×H×W, metres (already clamped to the model's range).
+        valid_mask: bool, where ``target`` holds.
+        far_mask: bool, the valid pixels that are "far" rather than measured (or None).
+    """
+    depth = outputs["depth"]
+    _check_shapes(depth, target, valid_mask)
+    measured = valid_mask if far_mask is None else valid_mask & ~far_mask
+    far = None if far_mask is None else valid_mask & far_mask
+
+    def depth_terms(pred: torch.Tensor) -> torch.Tensor:
+        value = weighted_depth_loss(pred, target, measured.to(pred.dtype), l2_weight,
+                                    log_weight)
+        if far is not None and far_weight > 0:
+            # "Far" has no true value to square an error against: L1 and log terms only.
+            value = value + far_weight * weighted_depth_loss(pred, target, far.to(pred.dtype),
+                                                             0.0, log_weight)
+        return value
+
+    final = depth_terms(depth)
+    initial = depth_terms(outputs["initial"])
+    if measured.any():
+        wanted = confidence_target(depth, target, confidence_threshold)
+        probability = outputs["confidence"].clamp(1e-6, 1.0 - 1e-6)
+        confidence = F.binary_cross_entropy(probability[measured], wanted[measured])
+    else:
+        confidence = depth.sum() * 0.0
+    total = final + initial_weight * initial + confidence_weight * confidence
+    return CompletionLossTerms(total, final, initial, confidence)

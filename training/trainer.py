@@ -47,7 +47,7 @@ from training.data.sampler import EpochSampler, seed_worker
 from training.data.splits import build_datasets
 from training.distributed import DistContext, resolve_device, wrap_model
 from training.inputs import needs_lidar, network_inputs, split_batch
-from training.losses import SiLogLoss
+from training.losses import SiLogLoss, completion_loss, weighted_depth_loss
 from training.optim import build_optimizer, lr_factor, set_lr
 from training.pseudo.data import PseudoBatch, PseudoBatchStream, PseudoLabelFrames, mix_batches
 from training.pseudo.labels import PseudoLabelError
@@ -146,6 +146,8 @@ class Trainer:
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         self.model = build_model(config).to(self.device)
+        if config.init_checkpoint:
+            self._load_initial_weights(config.init_checkpoint)
         if self.dist.is_distributed:
             # The same initial weights everywhere (DDP broadcasts rank 0's anyway), then a
             # random stream of its own for each rank's augmentation.
@@ -188,7 +190,14 @@ class Trainer:
             max_depth_m=self.model.max_depth_m,
             train_focal_px=round(data.canonical_focal_px, 4),
             train_data=config.train_data or data.description, version=config.version,
-            model_kwargs=json.loads(json.dumps(config.model.kwargs)))
+            model_kwargs=json.loads(json.dumps(config.model.kwargs)),
+            resize_policy=getattr(self.model, "resize_policy", "fixed"),
+            outputs=",".join(getattr(self.model, "outputs", ())))
+        # Models with a confidence output train with the completion loss.
+        self.completion = "confidence" in getattr(self.model, "outputs", ())
+        if self.completion and self.pseudo_set is not None:
+            raise ConfigError(f"model {config.model.name!r} (a completion model) does not "
+                              "train on pseudo-labelled images: set pseudo.enabled: false")
         self.step = 0
         self.lr = config.optim.lr  # the scheduled lr of the last step (backbone: × factor)
         self.best_abs_rel = math.inf
@@ -203,6 +212,16 @@ class Trainer:
         self.log = RunLog(self.run_dir, enabled=False)
         self._panel: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._pseudo_losses: list[float] = []  # per micro-batch, unweighted
+
+    def _load_initial_weights(self, path: str) -> None:
+        """Start from another run's weights (``init_checkpoint``); a checkpoint of another
+        architecture or size is a one-line ``ConfigError``."""
+        try:
+            payload = load_checkpoint(path)
+            self.model.load_state_dict(payload["state_dict"])
+        except (CheckpointError, RuntimeError, KeyError) as exc:
+            raise ConfigError(f"init_checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+        LOG.info("weights from %s (step %s)", path, payload.get("step", "?"))
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -325,6 +344,8 @@ class Trainer:
             if len(inputs) > 1:  # fusion students see no LiDAR on unlabelled images
                 extra.append(torch.zeros_like(pseudo.label))
             inputs = tuple(torch.cat([a, b]) for a, b in zip(inputs, extra, strict=True))
+        if self.completion:
+            return self._completion_loss(inputs, depth)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             pred = self.net(*inputs)
         pred = pred.float()  # the loss takes logarithms: in float32
@@ -347,6 +368,38 @@ class Trainer:
             self._pseudo_losses.append(pseudo_loss.item())
             loss = loss + self.config.pseudo.loss_weight * pseudo_loss
         return loss
+
+    def _completion_loss(self, inputs: tuple[torch.Tensor, ...], depth: torch.Tensor
+                         ) -> torch.Tensor:
+        """``completion_loss`` of a model with a confidence output (its ``aux`` dict), plus
+        the held-out-return term when ``loss.holdout_fraction`` is on."""
+        image, sparse = inputs
+        held = None
+        if self.config.loss.holdout_fraction > 0 and self.config.loss.holdout_weight > 0:
+            draw = torch.rand(sparse.shape, device=sparse.device)
+            held = (sparse > 0) & (draw < self.config.loss.holdout_fraction)
+            held_depth = sparse
+            sparse = torch.where(held, torch.zeros_like(sparse), sparse)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            outputs = self.net(image, sparse, aux=True)
+        outputs = {k: v.float() for k, v in outputs.items()}
+        far = None
+        if self.config.data.zero_depth_is_far:
+            far = depth <= 0
+            depth = torch.where(far, torch.full_like(depth, self.model.max_depth_m), depth)
+        valid = depth > 0
+        target = depth.clamp(self.model.min_depth_m, self.model.max_depth_m)
+        loss = self.config.loss
+        terms = completion_loss(outputs, target, valid, far, loss.far_weight, loss.l2_weight,
+                                loss.log_weight, loss.initial_weight, loss.confidence_weight,
+                                self.model.confidence_threshold)
+        if held is None:
+            return terms.total
+        # The scan itself at the returns the model did not get (what kitti_dev scores).
+        held_loss = weighted_depth_loss(outputs["depth"], held_depth.clamp(
+            self.model.min_depth_m, self.model.max_depth_m), held.to(outputs["depth"].dtype),
+            loss.l2_weight, loss.log_weight)
+        return terms.total + loss.holdout_weight * held_loss
 
     def train_step(self, image: torch.Tensor, depth: torch.Tensor,
                    sparse_depth: torch.Tensor | None = None,
@@ -413,6 +466,8 @@ class Trainer:
             image, depth = batch[0], batch[1]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 pred = model(*network_inputs(model, batch, self.device))
+            if isinstance(pred, tuple | list):  # (depth, confidence)
+                pred = pred[0]
             pred = pred.float().cpu()
             if not per_image:
                 self._panel = (image[0], pred[0], depth[0])
@@ -429,8 +484,17 @@ class Trainer:
         every = self.config.checkpoint_every
         if every and (final or self.step % every == 0):
             names.append(step_checkpoint_name(self.step))
-        if not (epoch_done or final):
-            if names:
+        # Validation runs every val_every epochs (minutes on a CPU at full resolution) and
+        # after the last step; every epoch's end still saves last.pt and logs the train loss.
+        validate_now = final or (epoch_done and (epoch + 1) % self.config.val_every == 0)
+        if not validate_now:
+            if epoch_done:
+                train_loss = self.dist.mean(self.epoch_loss_sum / max(self.epoch_loss_steps, 1))
+                self.epoch_loss_sum, self.epoch_loss_steps = 0.0, 0
+                self.log.record({"step": self.step, "epoch": epoch,
+                                 "train_loss": round(train_loss, 5),
+                                 "elapsed_s": round(self.elapsed_s, 1)})
+            if names or epoch_done:
                 self.save([*names, "last.pt"])
             return
         val = self.last_val = self.validate()

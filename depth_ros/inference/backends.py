@@ -130,6 +130,13 @@ class OnnxRuntimeBackend:
         if sorted(self.input_names) != expected:
             raise ModelLoadError(f"{self.model_path}: a {self.metadata.kind} model needs the "
                                  f"inputs {expected}, the graph has {self.input_names}")
+        graph_outputs = [o.name for o in self.session.get_outputs()]
+        self.output_names = self.metadata.output_names
+        if self.metadata.outputs and sorted(graph_outputs) != sorted(self.output_names):
+            raise ModelLoadError(f"{self.model_path}: the metadata names the outputs "
+                                 f"{list(self.output_names)}, the graph has {graph_outputs}")
+        if not self.metadata.outputs:  # older files: the first output, whatever its name
+            self.output_names = (graph_outputs[0],)
 
     @property
     def providers(self) -> list[str]:
@@ -149,12 +156,18 @@ class OnnxRuntimeBackend:
 
     def run(self, image: np.ndarray, sparse_depth: np.ndarray | None = None) -> np.ndarray:
         """N×3×H×W float32 image (and N×1×H×W sparse depth for fusion models) → N×1×H×W."""
+        return self.run_outputs(image, sparse_depth)[0]
+
+    def run_outputs(self, image: np.ndarray, sparse_depth: np.ndarray | None = None
+                    ) -> list[np.ndarray]:
+        """Every output (``metadata.output_names`` order: the depth, then e.g. the
+        confidence), each N×1×H×W."""
         feeds = {"image": image}
         if "sparse_depth" in self.input_names:
             if sparse_depth is None:
                 raise ValueError("this fusion model needs sparse_depth")
             feeds["sparse_depth"] = sparse_depth
-        return self.session.run(None, feeds)[0]
+        return self.session.run(list(self.output_names), feeds)
 
 
 class TorchBackend:
@@ -211,6 +224,11 @@ class TorchBackend:
 
     def run(self, image: np.ndarray, sparse_depth: np.ndarray | None = None) -> np.ndarray:
         """N×3×H×W float32 image (and N×1×H×W sparse depth for fusion models) → N×1×H×W."""
+        return self.run_outputs(image, sparse_depth)[0]
+
+    def run_outputs(self, image: np.ndarray, sparse_depth: np.ndarray | None = None
+                    ) -> list[np.ndarray]:
+        """Every output (the depth, then e.g. the confidence), each N×1×H×W."""
         torch = self._torch
         with torch.inference_mode():
             inputs = [torch.from_numpy(image).to(self.device)]
@@ -218,4 +236,6 @@ class TorchBackend:
                 if sparse_depth is None:
                     raise ValueError("this fusion model needs sparse_depth")
                 inputs.append(torch.from_numpy(sparse_depth).to(self.device))
-            return self.model(*inputs).float().cpu().numpy()
+            out = self.model(*inputs)
+            outputs = out if isinstance(out, tuple | list) else [out]
+            return [t.float().cpu().numpy() for t in outputs]

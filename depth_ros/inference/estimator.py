@@ -61,12 +61,16 @@ class DepthPrediction:
         fit: for relative models given LiDAR, the scale-and-shift fit and its quality
             (``fit.ok`` False: the fit failed and ``depth`` is relative); None otherwise.
         backend: what ran the network (``DepthEstimator.backend_name``).
+        confidence: float32 H×W in [0, 1] for models with a ``confidence`` output (the
+            probability that the pixel's depth is within the model's relative-error
+            threshold; NaN where ``depth`` is NaN), else None.
     """
 
     depth: np.ndarray
     kind: str
     fit: ScaleShiftFit | None
     backend: str
+    confidence: np.ndarray | None = None
 
 
 class DepthEstimator:
@@ -172,9 +176,17 @@ class DepthEstimator:
         if self.input_size != tuple(wanted):
             LOG.info("input size %s rounded to %s (stride %d)", tuple(wanted),
                      self.input_size, meta.stride)
-        LOG.info("DepthEstimator: %s (%s %s, %s) via %s at %dx%d", self.model_path,
-                 meta.architecture, meta.kind, meta.output, self.backend_name,
-                 self.input_size[1], self.input_size[0])
+        if meta.resize_policy == "native":
+            if input_size is not None:
+                LOG.warning("%s runs at each camera's own resolution (resize policy native): "
+                            "input_size %s is not used", self.model_path.name, input_size)
+            LOG.info("DepthEstimator: %s (%s %s, %s) via %s at the camera's resolution, "
+                     "padded to a multiple of %d", self.model_path, meta.architecture,
+                     meta.kind, meta.output, self.backend_name, meta.stride)
+        else:
+            LOG.info("DepthEstimator: %s (%s %s, %s) via %s at %dx%d", self.model_path,
+                     meta.architecture, meta.kind, meta.output, self.backend_name,
+                     self.input_size[1], self.input_size[0])
         if meta.output == "relative":
             LOG.info("%s predicts relative inverse depth: with LiDAR (sparse_depth) each frame "
                      "is made metric by a robust scale-and-shift fit; without it the output is "
@@ -212,15 +224,64 @@ class DepthEstimator:
         if fx is not None and not (math.isfinite(fx) and fx > 0):
             raise ValueError(f"fx must be a positive focal length in pixels, got {fx}")
 
+    @property
+    def resize_policy(self) -> str:
+        """The model's resize policy (metadata): ``fixed``, ``canonical`` or ``native``."""
+        return self.metadata.resize_policy
+
     def network_size(self, image_height: int, image_width: int) -> tuple[int, int]:
-        """The network input (height, width) for an image of this size."""
+        """The network input (height, width) for an image of this size (``native`` models:
+        the image's own size padded up to the stride)."""
+        if self.resize_policy == "native":
+            stride = self.metadata.stride
+            return (-(-image_height // stride) * stride, -(-image_width // stride) * stride)
         if self.preprocess == "depth_anything_v2":
             return depth_anything_v2_input_size(image_height, image_width, self.input_size,
                                                 self.metadata.stride)
         return self.input_size
 
+    def _network_fx(self, fx: float, image_height: int, image_width: int) -> float:
+        """The focal length at the network input: resized frames scale it, padded ones
+        (``native``) keep it."""
+        if self.resize_policy == "native":
+            return fx
+        return fx * self.network_size(image_height, image_width)[1] / image_width
+
+    def _run_native(self, rgb: np.ndarray, sparse_depth: np.ndarray | None
+                    ) -> list[np.ndarray]:
+        """``native`` models: the frame padded to the stride (image edge-replicated, LiDAR
+        padded with 'no return'; nothing resized), every output cropped back."""
+        image_h, image_w = rgb.shape[:2]
+        height, width = self.network_size(image_h, image_w)
+        pad = ((0, height - image_h), (0, width - image_w))
+        image = np.pad(rgb, (*pad, (0, 0)), mode="edge").astype(np.float32)
+        image *= np.float32(1 / 255)
+        image = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+        sparse = None
+        if self.metadata.kind == "fusion" and sparse_depth is not None:
+            clean = np.where(np.isfinite(sparse_depth) & (sparse_depth > 0), sparse_depth, 0)
+            sparse = np.pad(clean.astype(np.float32), pad)[None, None]
+        outputs = self._backend_outputs(image, sparse)
+        return [np.ascontiguousarray(out[0, 0, :image_h, :image_w]) for out in outputs]
+
+    def _backend_outputs(self, image: np.ndarray, sparse: np.ndarray | None
+                         ) -> list[np.ndarray]:
+        run_outputs = getattr(self._backend, "run_outputs", None)
+        if run_outputs is None or len(self.metadata.output_names) == 1:
+            # One output (or a backend that offers only run()): the plain call.
+            return [self._backend.run(image, sparse)]
+        return run_outputs(image, sparse)
+
     def _run(self, rgb: np.ndarray, sparse_depth: np.ndarray | None) -> np.ndarray:
         """The network's output at the input image's size (float32 H×W)."""
+        return self._run_outputs(rgb, sparse_depth)[0]
+
+    def _run_outputs(self, rgb: np.ndarray, sparse_depth: np.ndarray | None
+                     ) -> list[np.ndarray]:
+        """Every network output at the input image's size (float32 H×W each): the depth,
+        then the confidence where the model has one."""
+        if self.resize_policy == "native":
+            return self._run_native(rgb, sparse_depth)
         height, width = self.network_size(rgb.shape[0], rgb.shape[1])
         if self.preprocess == "depth_anything_v2":
             image = cv2.resize(rgb / 255.0, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -232,10 +293,15 @@ class DepthEstimator:
         if self.metadata.kind == "fusion" and sparse_depth is not None:
             # Point by point, as in training: nearest-pixel resampling drops most returns.
             sparse = resize_sparse_depth(sparse_depth, width, height)[None, None]
-        out = self._backend.run(image, sparse)[0, 0]
-        if self.preprocess == "depth_anything_v2":
-            return resize_bilinear_align_corners(out, rgb.shape[0], rgb.shape[1])
-        return cv2.resize(out, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+        results = []
+        for out in self._backend_outputs(image, sparse):
+            out = out[0, 0]
+            if self.preprocess == "depth_anything_v2":
+                results.append(resize_bilinear_align_corners(out, rgb.shape[0], rgb.shape[1]))
+            else:
+                results.append(cv2.resize(out, (rgb.shape[1], rgb.shape[0]),
+                                          interpolation=cv2.INTER_LINEAR))
+        return results
 
     def predict_detailed(self, rgb: np.ndarray, sparse_depth: np.ndarray | None = None,
                          fx: float | None = None) -> DepthPrediction:
@@ -256,21 +322,29 @@ class DepthEstimator:
         """
         self._validate(rgb, sparse_depth, fx)
         meta = self.metadata
-        if meta.kind == "fusion" and sparse_depth is not None and fx is not None:
+        # Native (completion) models take their metric scale from the LiDAR at the camera's
+        # own pixels: no focal-length normalisation (it would push far returns past the
+        # model's depth range and clip them).
+        net_fx = (None if fx is None or self.resize_policy == "native"
+                  else self._network_fx(fx, *rgb.shape[:2]))
+        if meta.kind == "fusion" and sparse_depth is not None and net_fx is not None:
             # The network reads LiDAR as it learned depth: at its training focal length.
-            net_fx = fx * self.network_size(*rgb.shape[:2])[1] / rgb.shape[1]
             sparse_depth = sparse_depth * np.float32(meta.train_focal_px / net_fx)
-        out = self._run(rgb, sparse_depth)
+        out, *extra = self._run_outputs(rgb, sparse_depth)
         invalid = ~np.isfinite(out)
         if meta.output == "relative":
             return self._make_metric(out.astype(np.float32), invalid, sparse_depth)
         depth = out
-        if fx is not None:
-            net_fx = fx * self.network_size(*rgb.shape[:2])[1] / rgb.shape[1]
+        if net_fx is not None:
             depth = depth * np.float32(net_fx / meta.train_focal_px)
         depth = np.clip(depth, meta.min_depth_m, meta.max_depth_m).astype(np.float32)
         depth[invalid] = np.nan
-        return DepthPrediction(depth, METRIC, None, self.backend_name)
+        confidence = None
+        if meta.has_confidence and extra:
+            confidence = np.clip(extra[meta.output_names.index("confidence") - 1], 0.0,
+                                 1.0).astype(np.float32)
+            confidence[invalid] = np.nan
+        return DepthPrediction(depth, METRIC, None, self.backend_name, confidence)
 
     def predict(self, rgb: np.ndarray, sparse_depth: np.ndarray | None = None,
                 fx: float | None = None) -> np.ndarray:

@@ -634,11 +634,15 @@ class TensorRTBackend:
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if len(outputs) != 1:
-            raise EngineBuildError(f"{self.engine_path} has outputs {outputs}, expected one")
+        # The depth first; completion models add ``confidence`` (metadata ``outputs``).
+        wanted = list(self.metadata.output_names)
+        if sorted(outputs) != sorted(wanted):
+            raise EngineBuildError(f"{self.engine_path} has outputs {outputs}, expected "
+                                   f"{wanted}")
         dtypes = {trt.float32: torch.float32, trt.float16: torch.float16}
         self.engine, self.context = engine, context
-        self.input_names, self.output_name = inputs, outputs[0]
+        self.input_names, self.output_name = inputs, wanted[0]
+        self.output_names = wanted
         self._dtypes = {n: dtypes[engine.get_tensor_dtype(n)] for n in names}
 
     @property
@@ -676,6 +680,11 @@ class TensorRTBackend:
 
     def run(self, image: np.ndarray, sparse_depth: np.ndarray | None = None) -> np.ndarray:
         """N×3×H×W float32 image (and N×1×H×W sparse depth for fusion models) → N×1×H×W."""
+        return self.run_outputs(image, sparse_depth)[0]
+
+    def run_outputs(self, image: np.ndarray, sparse_depth: np.ndarray | None = None
+                    ) -> list[np.ndarray]:
+        """Every output (``metadata.output_names`` order), each N×1×H×W float32."""
         torch = self._torch
         feeds: dict[str, np.ndarray] = {"image": image}
         if "sparse_depth" in self.input_names:
@@ -689,15 +698,17 @@ class TensorRTBackend:
                 tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
                 inputs[name] = tensor.to(self.device).to(self._dtypes[name])
                 self.context.set_tensor_address(name, inputs[name].data_ptr())
-            output = torch.empty(shape, dtype=self._dtypes[self.output_name],
-                                 device=self.device)
-            self.context.set_tensor_address(self.output_name, output.data_ptr())
+            outputs = []
+            for name in self.output_names:  # every output of a completion model shares it
+                outputs.append(torch.empty(shape, dtype=self._dtypes[name], device=self.device))
+                self.context.set_tensor_address(name, outputs[-1].data_ptr())
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise RuntimeError(f"TensorRT execution failed for input shapes "
                                    f"{[a.shape for a in feeds.values()]}")
-            result = output.float().cpu()  # ordered after the engine on this stream
+            # Ordered after the engine on this stream.
+            results = [output.float().cpu() for output in outputs]
         self.stream.synchronize()
-        return result.numpy()
+        return [result.numpy() for result in results]
 
 def tensorrt_parity(backend: TensorRTBackend, onnx_path: str | os.PathLike,
                     feeds: dict[str, np.ndarray]) -> tuple[float, float]:

@@ -14,6 +14,12 @@ from typing import Any
 
 KINDS = ("mono", "fusion")
 OUTPUTS = ("metric", "relative")
+# How a runtime brings a frame to the network (DESIGN.md): ``fixed`` resizes to the training
+# input size, ``canonical`` resizes so the focal length equals ``train_focal_px``, ``native``
+# runs at the camera's own resolution padded to the stride (completion models).
+RESIZE_POLICIES = ("fixed", "canonical", "native")
+# Graph outputs besides the depth: a fusion model may add a per-pixel ``confidence`` in [0, 1].
+EXTRA_OUTPUTS = ("confidence",)
 
 
 class MetadataError(ValueError):
@@ -38,6 +44,10 @@ class ModelMetadata:
         train_data: what the model was trained on, free text.
         version: version of the trained model, free text.
         model_kwargs: constructor arguments for ``create_model`` (JSON-serialisable).
+        resize_policy: ``fixed`` (the default, older models), ``canonical`` or ``native``
+            (see ``RESIZE_POLICIES``).
+        outputs: the graph's outputs in order, comma-separated; empty: the depth output alone
+            (``depth`` or ``inverse_depth``). Completion models: ``depth,confidence``.
     """
 
     architecture: str
@@ -52,6 +62,8 @@ class ModelMetadata:
     train_data: str = ""
     version: str = "0"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    resize_policy: str = "fixed"
+    outputs: str = ""
 
     def __post_init__(self) -> None:
         if not self.architecture:
@@ -74,6 +86,27 @@ class ModelMetadata:
             raise MetadataError(f"train_focal_px must be positive, got {self.train_focal_px}")
         if not isinstance(self.model_kwargs, dict):
             raise MetadataError(f"model_kwargs must be a dict, got {type(self.model_kwargs)}")
+        if self.resize_policy not in RESIZE_POLICIES:
+            raise MetadataError(f"resize_policy must be one of {RESIZE_POLICIES}, got "
+                                f"{self.resize_policy!r}")
+        names = self.output_names
+        primary = "depth" if self.output == "metric" else "inverse_depth"
+        if names[0] != primary or any(n not in EXTRA_OUTPUTS for n in names[1:]) \
+                or len(set(names)) != len(names):
+            raise MetadataError(f"outputs must be {primary!r} followed by any of "
+                                f"{EXTRA_OUTPUTS}, got {self.outputs!r}")
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The graph's output names in order (``depth`` or ``inverse_depth`` first)."""
+        if not self.outputs:
+            return ("depth" if self.output == "metric" else "inverse_depth",)
+        return tuple(name.strip() for name in self.outputs.split(","))
+
+    @property
+    def has_confidence(self) -> bool:
+        """Whether the model outputs a per-pixel ``confidence``."""
+        return "confidence" in self.output_names
 
     @property
     def train_input_size(self) -> tuple[int, int]:
@@ -94,7 +127,8 @@ class ModelMetadata:
         Keys this class does not know (other tools' ONNX metadata) are ignored.
         """
         missing = [f.name for f in fields(cls) if f.name not in data
-                   and f.name not in ("train_data", "version", "model_kwargs")]
+                   and f.name not in ("train_data", "version", "model_kwargs",
+                                      "resize_policy", "outputs")]
         if missing:
             raise MetadataError(f"model metadata lacks {', '.join(missing)}")
         kwargs: dict[str, Any] = {}

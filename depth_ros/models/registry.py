@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 # Modules whose import registers the built-in models.
 _BUILTIN_MODULES = ("depth_ros.models.mono_cnn", "depth_ros.models.diffusion",
                     "depth_ros.models.depth_anything_v2", "depth_ros.models.mono_c2f",
-                    "depth_ros.models.fusion")
+                    "depth_ros.models.fusion", "depth_ros.models.completion")
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 BuilderT = TypeVar("BuilderT", bound=Callable[..., Any])

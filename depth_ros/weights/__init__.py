@@ -4,5 +4,6 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 DEFAULT_MONO_MODEL = WEIGHTS_DIR / "mono_cnn_synthetic.onnx"
-# RGB + sparse LiDAR depth (fusion_attention), for fusion_depth_node.
-DEFAULT_FUSION_MODEL = WEIGHTS_DIR / "fusion_attention_synthetic.onnx"
+# RGB + sparse LiDAR depth completion at the camera's resolution, with a per-pixel confidence
+# (fusion_spn), for fusion_depth_node.
+DEFAULT_FUSION_MODEL = WEIGHTS_DIR / "fusion_spn_synthetic.onnx"

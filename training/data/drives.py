@@ -25,7 +25,7 @@ from depth_ros.readers import DepthFrame
 from depth_ros.synthetic import write_synthetic_drive
 from training.config import ConfigError, SyntheticSplit, TrainConfig
 from training.data.sources import DataSplits, DepthDataset
-from training.data.transforms import TensorAugment, resize_depth
+from training.data.transforms import KBCrop, RandomCrop, TensorAugment, resize_depth
 from training.distributed import DistContext
 
 LOG = logging.getLogger("depth_ros.training")
@@ -33,7 +33,9 @@ LOG = logging.getLogger("depth_ros.training")
 
 def _render_one(root: str, split: SyntheticSplit, index: int, width: int, height: int) -> Path:
     return write_synthetic_drive(root, num_frames=split.frames, seed=split.seed + index,
-                                 drive=index + 1, width=width, height=height, progress=False)
+                                 drive=index + 1, width=width, height=height, progress=False,
+                                 azimuth_decimation=split.azimuth_decimation,
+                                 stereo=split.stereo)
 
 
 def ensure_synthetic_drives(root: str | Path, split: SyntheticSplit, width: int = 1242,
@@ -131,12 +133,17 @@ def drive_splits(config: TrainConfig, dist: DistContext, lidar: bool) -> DataSpl
             ensure_synthetic_drives(split_root(config, split), synthetic, data.image_width,
                                     data.image_height, data.render_workers)
     dist.barrier()
+    # crop: random keeps the engine's full resolution (completion models: the LiDAR must
+    # never be resampled) and crops; otherwise frames are resized to the input size.
+    full_resolution = data.crop == "random"
+    load_height, load_width = ((data.image_height, data.image_width) if full_resolution
+                               else (data.input_height, data.input_width))
     frames = {}
     for split, _ in splits:
         try:
             drives = find_drives(split_root(config, split))
             t0 = time.monotonic()
-            frames[split] = load_frames(drives, data.input_height, data.input_width,
+            frames[split] = load_frames(drives, load_height, load_width,
                                         data.load_threads, sparse=lidar)
         except (KittiFormatError, FileNotFoundError) as exc:
             raise ConfigError(f"{split} data: {exc}") from exc
@@ -144,10 +151,15 @@ def drive_splits(config: TrainConfig, dist: DistContext, lidar: bool) -> DataSpl
                  len(frames[split]), len(drives), time.monotonic() - t0)
     # One canonical focal for both splits: the one the model learns and reports.
     focal = float(np.median(frames["train"].focal_px))
+    train_crop = val_crop = None
+    if full_resolution:
+        train_crop = RandomCrop(data.input_height, data.input_width)
+        val_crop = KBCrop(data.val_height or data.input_height,
+                          data.val_width or data.input_width)
     return DataSplits(
-        DepthDataset(frames["train"], focal, lidar=lidar,
+        DepthDataset(frames["train"], focal, train_crop, lidar=lidar,
                      augment=TensorAugment(config.augment, photometric=True)),
-        DepthDataset(frames["val"], focal, lidar=lidar), focal, _describe(config))
+        DepthDataset(frames["val"], focal, val_crop, lidar=lidar), focal, _describe(config))
 
 
 def _describe(config: TrainConfig) -> str:
@@ -158,6 +170,8 @@ def _describe(config: TrainConfig) -> str:
             parts.append(f"{split}: drives under {split_root(config, split)}")
         else:
             parts.append(f"{split}: {synthetic.drives} drives x {synthetic.frames} frames, "
-                         f"seeds {synthetic.seed}..{synthetic.seed + synthetic.drives - 1}")
+                         f"seeds {synthetic.seed}..{synthetic.seed + synthetic.drives - 1}"
+                         + (f", LiDAR azimuth decimation {synthetic.azimuth_decimation}"
+                            if synthetic.azimuth_decimation != 1 else ""))
     source = "depth_ros synthetic engine" if data.synthetic else "KITTI-format drives"
     return f"{source} ({data.image_width}x{data.image_height}); " + "; ".join(parts)

@@ -241,16 +241,57 @@ def augment_pair(image: torch.Tensor, depth: torch.Tensor, config: AugmentConfig
 
 
 def augment_lidar(sparse: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
-    """With probability ``lidar_drop_prob`` no LiDAR at all (all zeros); else each return kept
-    with probability f, f drawn from [``lidar_keep_min``, ``lidar_keep_max``] (a sparser
-    sensor). Draws from torch's global generator."""
+    """With probability ``lidar_drop_prob`` no LiDAR at all (all zeros); else, in this order,
+    background bleeding (``lidar_bleed_fraction``, see ``bleed_background``), patches without
+    returns (``lidar_patch_prob``, ``drop_patches``), and each return kept with probability
+    f, f drawn from [``lidar_keep_min``, ``lidar_keep_max``] (a sparser sensor). Draws from
+    torch's global generator (only for the options that are on)."""
     if config.lidar_drop_prob > 0 and torch.rand(()).item() < config.lidar_drop_prob:
         return torch.zeros_like(sparse)
+    if config.lidar_bleed_fraction > 0:
+        sparse = bleed_background(sparse, config.lidar_bleed_fraction)
+    if config.lidar_patch_prob > 0 and torch.rand(()).item() < config.lidar_patch_prob:
+        sparse = drop_patches(sparse)
     if config.lidar_keep_min >= 1.0:
         return sparse
     keep = config.lidar_keep_min + (config.lidar_keep_max - config.lidar_keep_min) * float(
         torch.rand(()).item())
     return torch.where(torch.rand(sparse.shape) < keep, sparse, torch.zeros_like(sparse))
+
+
+def bleed_background(sparse: torch.Tensor, fraction: float, radius: int = 3,
+                     margin: float = 0.1) -> torch.Tensor:
+    """Real KITTI's background-through-foreground returns, added to a cleaner scan: of the
+    returns with a return more than ``margin`` farther within ``radius`` pixels (the near side
+    of a depth edge), ``fraction`` take the farthest such depth (1×H×W or N×1×H×W metres).
+    The LiDAR sits above and behind the camera, so it sees past near objects' edges."""
+    valid = sparse > 0
+    inverse = torch.where(valid, 1.0 / sparse.clamp(min=1e-3), torch.full_like(sparse, 1e6))
+    # Min-pool of the inverse depth: the farthest return in the window.
+    size = 2 * radius + 1
+    farthest = -torch.nn.functional.max_pool2d(-inverse[None] if sparse.dim() == 3
+                                               else -inverse, size, 1, radius)
+    farthest = farthest[0] if sparse.dim() == 3 else farthest
+    far_depth = 1.0 / farthest
+    candidate = valid & (farthest < 1e5) & (far_depth > (1.0 + margin) * sparse)
+    chosen = candidate & (torch.rand(sparse.shape) < fraction)
+    return torch.where(chosen, far_depth, sparse)
+
+
+def drop_patches(sparse: torch.Tensor, max_patches: int = 4, max_size: float = 0.25
+                 ) -> torch.Tensor:
+    """Remove the returns inside 1..``max_patches`` random rectangles, each side up to
+    ``max_size`` of the image's (objects that return nothing: glass, black paint)."""
+    height, width = sparse.shape[-2:]
+    out = sparse.clone()
+    count = int(torch.randint(1, max_patches + 1, ()).item())
+    for _ in range(count):
+        h = max(1, int(height * max_size * torch.rand(()).item()))
+        w = max(1, int(width * max_size * torch.rand(()).item()))
+        top = int(torch.randint(height - h + 1, ()).item())
+        left = int(torch.randint(width - w + 1, ()).item())
+        out[..., top:top + h, left:left + w] = 0.0
+    return out
 
 
 class TensorAugment:

@@ -1,0 +1,191 @@
+"""``fusion_spn``: camera + LiDAR depth completion at the camera's full resolution.
+
+The recipe of the depth-completion field (NLSPN, DySPN, CompletionFormer), small enough for
+two CPU cores:
+
+1. an in-graph classical pre-fill of the scan (``prefill``: IP-Basic's nearest-wins morphology
+   in inverse depth), at full resolution: the LiDAR is never resampled to a coarser grid first;
+2. a light U-Net over the image, the pre-fill and the return mask at reduced resolution
+   (features at 1/2…1/16 of the frame, or of a half-size frame with ``feature_scale=2``)
+   predicting a residual in log depth, 9 propagation affinities, the per-return trust and a
+   confidence; a full-resolution image branch sharpens the affinities at edges;
+3. spatial propagation (``spn``) at full resolution that puts the valid returns back after
+   every iteration, weighted by the learned trust;
+4. a ``confidence`` output in [0, 1]: the probability that the pixel's relative error is
+   below ``confidence_threshold`` (trained as such).
+
+The seed's idea (image features meeting LiDAR features) is the U-Net's input: the image and the
+pre-filled LiDAR enter together at every pixel, where they pay most for a convolutional
+network; attention over tokens is left out (it costs more than it brings at 1/16 on 2 cores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the conventional name
+from torch import nn
+
+from depth_ros.models.layers import BasicBlock, ConvBNReLU, ImageNetNormalize
+from depth_ros.models.prefill import prefill_depth
+from depth_ros.models.registry import register_model
+from depth_ros.models.spn import NUM_AFFINITIES, SpatialPropagation
+
+# Head channels: log-depth residual, affinity logits, trust logit, confidence logit.
+_RESIDUAL, _AFFINITY, _TRUST, _CONFIDENCE = 0, 1, 1 + NUM_AFFINITIES, 2 + NUM_AFFINITIES
+_HEAD_CHANNELS = 3 + NUM_AFFINITIES
+
+
+class _Up(nn.Module):
+    """Upsample ×2 (bilinear), concatenate the skip, ConvBNReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = ConvBNReLU(in_channels + skip_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """x at half the skip's size → out_channels at the skip's size."""
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], dim=1))
+
+
+@register_model("fusion_spn")
+class FusionSPN(nn.Module):
+    """Image + sparse LiDAR depth → dense depth (metres) and confidence, at full resolution.
+
+    ``forward(image, sparse_depth)`` returns ``(depth, confidence)``, both N×1×H×W;
+    ``forward(..., aux=True)`` a dict that also holds the pre-fill, the depth before
+    propagation and the trust (for the training loss). H and W must be multiples of
+    ``stride`` (32).
+
+    Args:
+        widths: U-Net widths at 1/2, 1/4, 1/8 and 1/16 of the feature input.
+        guide_channels: channels of an optional full-resolution image branch added to the
+            head's maps (0: none; it costs ~40 % more time on a CPU).
+        dilations: one propagation iteration per entry, with that dilation.
+        feature_scale: 1 (features from the full frame) or 2 (from a half-size frame: ~4×
+            fewer MACs; the propagation stays at full resolution).
+        min_depth_m: smallest depth.
+        max_depth_m: largest depth (also what a pixel with nothing around it reads).
+        confidence_threshold: the relative error that ``confidence`` is the probability of
+            staying below.
+        trust_init: initial trust of every return (the head's bias; kept ≈ 1 at the start,
+            so an untrained model already keeps its measurements).
+        train_feature_scales: in training mode each forward draws its feature scale from
+            these (torch's global generator), so that one set of weights serves both
+            ``feature_scale`` options at inference.
+        head_init_std: standard deviation of the heads' initial weights; 0 (the default, as
+            the bundled model was trained) starts them at zero, so an untrained model is the
+            pre-fill smoothed by propagation, and gradients reach the U-Net from the second
+            step on.
+        prefill_dilation: the pre-fill's nearest-wins dilation (odd; ``prefill``).
+        prefill_blur_width: the pre-fill's row blur width in pixels (0: none).
+    """
+
+    kind = "fusion"
+    output = "metric"
+    stride = 32
+    resize_policy = "native"
+    outputs = ("depth", "confidence")
+
+    def __init__(self, widths: Sequence[int] = (16, 32, 48, 64), guide_channels: int = 0,
+                 dilations: Sequence[int] = (1, 2, 1, 2), feature_scale: int = 1,
+                 min_depth_m: float = 0.1, max_depth_m: float = 100.0,
+                 confidence_threshold: float = 0.05, trust_init: float = 0.99,
+                 train_feature_scales: Sequence[int] = (1,), head_init_std: float = 0.0,
+                 prefill_dilation: int = 3, prefill_blur_width: int = 11) -> None:
+        super().__init__()
+        if len(widths) != 4:
+            raise ValueError(f"widths must have 4 entries (1/2 … 1/16), got {tuple(widths)}")
+        if feature_scale not in (1, 2) or not train_feature_scales \
+                or any(f not in (1, 2) for f in train_feature_scales):
+            raise ValueError(f"feature_scale and train_feature_scales must be 1 or 2, got "
+                             f"{feature_scale} and {tuple(train_feature_scales)}")
+        self.train_feature_scales = tuple(int(f) for f in train_feature_scales)
+        if prefill_dilation < 1 or prefill_dilation % 2 == 0 or prefill_blur_width < 0:
+            raise ValueError(f"prefill_dilation must be odd and positive and "
+                             f"prefill_blur_width non-negative, got {prefill_dilation} and "
+                             f"{prefill_blur_width}")
+        self.prefill_dilation, self.prefill_blur_width = prefill_dilation, prefill_blur_width
+        if not 0.0 < trust_init < 1.0:
+            raise ValueError(f"trust_init must be in (0, 1), got {trust_init}")
+        self.min_depth_m, self.max_depth_m = float(min_depth_m), float(max_depth_m)
+        self.feature_scale = int(feature_scale)
+        self.confidence_threshold = float(confidence_threshold)
+        self.normalize = ImageNetNormalize()
+        c1, c2, c3, c4 = (int(w) for w in widths)
+        # Inputs: image (3), log pre-fill (1), return mask (1).
+        self.enc1 = ConvBNReLU(5, c1, stride=2)
+        self.enc2 = nn.Sequential(ConvBNReLU(c1, c2, stride=2), BasicBlock(c2))
+        self.enc3 = nn.Sequential(ConvBNReLU(c2, c3, stride=2), BasicBlock(c3))
+        self.enc4 = nn.Sequential(ConvBNReLU(c3, c4, stride=2), BasicBlock(c4), BasicBlock(c4))
+        self.up3 = _Up(c4, c3, c3)
+        self.up2 = _Up(c3, c2, c2)
+        self.up1 = _Up(c2, c1, c1)
+        self.head = nn.Conv2d(c1, _HEAD_CHANNELS, 3, padding=1)
+        # Full resolution: edges of the image for the affinities, the residual and confidence.
+        self.guide = None if guide_channels <= 0 else nn.Sequential(
+            nn.Conv2d(3, guide_channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(guide_channels, _HEAD_CHANNELS, 1))
+        # Confidence from the head's logit, how far propagation moved the pixel and the trust
+        # of a kept return: three scalars, elementwise (a 1×1 convolution at full resolution
+        # costs onnxruntime a layout reorder of the whole frame).
+        self.confidence_weights = nn.Parameter(torch.zeros(3))
+        self.propagation = SpatialPropagation(dilations)
+        self._init_heads(trust_init, head_init_std)
+
+    def _init_heads(self, trust_init: float, std: float) -> None:
+        for conv in (self.head, *([] if self.guide is None else [self.guide[-1]])):
+            nn.init.normal_(conv.weight, std=std) if std > 0 else nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        trust_logit = float(torch.logit(torch.tensor(trust_init)))
+        with torch.no_grad():
+            self.head.bias[_TRUST] = trust_logit
+
+    def _features(self, image: torch.Tensor, log_prefill: torch.Tensor,
+                  mask: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.normalize(image), log_prefill, mask], dim=1)
+        scale = self.feature_scale
+        if self.training and len(self.train_feature_scales) > 1:
+            pick = int(torch.randint(len(self.train_feature_scales), ()).item())
+            scale = self.train_feature_scales[pick]
+        if scale == 2:
+            x = F.avg_pool2d(x, 2)
+        s1 = self.enc1(x)
+        s2 = self.enc2(s1)
+        s3 = self.enc3(s2)
+        s4 = self.enc4(s3)
+        y = self.up1(self.up2(self.up3(s4, s3), s2), s1)
+        return self.head(y)
+
+    def forward(self, image: torch.Tensor, sparse_depth: torch.Tensor,
+                aux: bool = False) -> tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]:
+        """RGB N×3×H×W in [0, 1] and sparse depth N×1×H×W (metres, 0 = no return) →
+        ``(depth, confidence)`` (or the dict described in the class docstring)."""
+        height, width = image.shape[-2:]
+        mask = (sparse_depth > 0).to(image.dtype)
+        prefill = prefill_depth(sparse_depth, self.min_depth_m, self.max_depth_m,
+                                dilation=self.prefill_dilation,
+                                blur_width=self.prefill_blur_width)
+        # log(d / 10 m): order one for the network.
+        log_prefill = torch.log(prefill * 0.1)
+        coarse = self._features(image, log_prefill, mask)
+        maps = F.interpolate(coarse, size=(height, width), mode="bilinear",
+                             align_corners=False)
+        if self.guide is not None:
+            maps = maps + self.guide(image)
+        log_depth = torch.log(prefill) + maps[:, _RESIDUAL:_RESIDUAL + 1]
+        initial = torch.exp(log_depth).clamp(self.min_depth_m, self.max_depth_m)
+        trust = torch.sigmoid(maps[:, _TRUST:_TRUST + 1])
+        depth = self.propagation(initial, maps[:, _AFFINITY:_AFFINITY + NUM_AFFINITIES],
+                                 sparse_depth, trust)
+        depth = depth.clamp(self.min_depth_m, self.max_depth_m)
+        moved = (torch.log(depth) - log_depth).abs()
+        w_moved, w_trust, w_bias = self.confidence_weights.unbind()
+        confidence = torch.sigmoid(maps[:, _CONFIDENCE:_CONFIDENCE + 1] - 10.0 * moved * w_moved
+                                   + w_trust * trust * mask + w_bias)
+        if aux:
+            return {"depth": depth, "confidence": confidence, "initial": initial,
+                    "prefill": prefill, "trust": trust}
+        return depth, confidence

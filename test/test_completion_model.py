@@ -1,0 +1,286 @@
+"""fusion_spn (depth completion): the in-graph pre-fill, the propagation that keeps the returns,
+the model's outputs, its export with both outputs, the completion loss, the LiDAR
+augmentations and the metadata it carries."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from depth_ros.models import MetadataError, ModelMetadata, create_model
+from depth_ros.models.prefill import prefill_depth, prefill_inverse
+from depth_ros.models.spn import (
+    NUM_AFFINITIES,
+    SpatialPropagation,
+    _shift_kernels,
+    neighbours,
+)
+from training.data.transforms import bleed_background, drop_patches
+from training.losses import completion_loss, weighted_depth_loss
+
+TINY = {"widths": (4, 8, 8, 8), "dilations": (1, 2)}
+
+
+def scan(height: int = 64, width: int = 96, seed: int = 0) -> torch.Tensor:
+    """A LiDAR-like scan of a smooth scene: every 4th row from row 24 down, 60 % of the
+    columns, depth growing towards the top (a road) and a box at 5 m in the middle."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width)
+    depth = 2.0 + 400.0 / (rows + 4.0)
+    depth = depth.clone()
+    depth[30:50, 40:60] = 5.0
+    keep = torch.zeros(height, width, dtype=torch.bool)
+    keep[24::4] = torch.rand(len(range(24, height, 4)), width, generator=generator) < 0.6
+    return (depth * keep)[None, None]
+
+
+# --- pre-fill --------------------------------------------------------------------------------
+
+
+def test_prefill_keeps_every_return_and_fills_every_pixel() -> None:
+    sparse = scan()
+    dense = prefill_depth(sparse, 0.1, 100.0)
+    valid = sparse > 0
+    assert torch.equal(dense[valid], sparse[valid])
+    assert torch.isfinite(dense).all() and bool((dense > 0).all())
+
+
+def test_prefill_nearest_return_wins_and_the_top_takes_the_farthest_below() -> None:
+    sparse = torch.zeros(1, 1, 32, 32)
+    sparse[0, 0, 20, 10] = 4.0  # near
+    sparse[0, 0, 20, 12] = 40.0  # far, two pixels away
+    sparse[0, 0, 28, 10] = 3.0
+    dense = prefill_depth(sparse, 0.1, 100.0, blur_width=0)
+    # Between the two returns of row 20 the near one wins (IP-Basic's inverted dilation)...
+    assert float(dense[0, 0, 20, 11]) == pytest.approx(4.0)
+    # ...and the row blur averages depths (not inverse depths) of the filled pixels only.
+    row = torch.zeros(1, 1, 32, 32)
+    row[0, 0, 5, :16] = 10.0
+    row[0, 0, 5, 16:] = 30.0
+    row[0, 0, 5, 15:17] = 0.0  # two empty pixels at the step
+    blurred = prefill_depth(row, 0.1, 100.0, dilation=1, blur_width=3)[0, 0, 5]
+    assert float(blurred[14]) == 10.0  # returns kept (1 / (1 / d) in float32)
+    assert float(blurred[17]) == pytest.approx(30.0, rel=1e-6)
+    # Without blur the 2×2 pyramid fills pixel 15 from its block (10 m) and 16 from its own
+    # (30 m); the 1×3 box in depth gives (10 + 10 + 30) / 3 and (10 + 30 + 30) / 3 (in
+    # inverse depth it would give 12.9 and 18.0).
+    plain = prefill_depth(row, 0.1, 100.0, dilation=1, blur_width=0)[0, 0, 5]
+    assert float(plain[15]) == pytest.approx(10.0, rel=1e-6)
+    assert float(plain[16]) == pytest.approx(30.0, rel=1e-6)
+    assert float(blurred[15]) == pytest.approx(50.0 / 3.0, rel=1e-5)
+    assert float(blurred[16]) == pytest.approx(70.0 / 3.0, rel=1e-5)
+    # Above the scan, the empty top takes the farthest of the column's coarsest (1/32) cells,
+    # each holding its nearest return: the building behind, not the road in front.
+    tall = torch.zeros(1, 1, 128, 32)
+    tall[0, 0, 70, 5] = 40.0
+    tall[0, 0, 100, 5] = 3.0
+    top = 1.0 / prefill_inverse(tall)[0, 0, :40]
+    assert torch.allclose(top, torch.full_like(top, 40.0))
+
+
+def test_prefill_without_returns_is_the_far_bound() -> None:
+    dense = prefill_depth(torch.zeros(1, 1, 32, 64), 0.1, 80.0)
+    assert torch.all(dense == 80.0)
+
+
+# --- propagation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_convolution_and_slice_neighbours_agree(dilation: int) -> None:
+    depth = torch.rand(2, 1, 9, 13)
+    by_conv = neighbours(depth, _shift_kernels(), dilation)
+    by_slices = neighbours(depth, None, dilation)
+    assert by_conv.shape == (2, NUM_AFFINITIES, 9, 13)
+    assert torch.equal(by_conv, by_slices)
+    # Channel 0 is the centre; channel 2 is the pixel `dilation` rows above (edge replicated).
+    assert torch.equal(by_conv[:, 0], depth[:, 0])
+    assert torch.equal(by_conv[:, 2, dilation:], depth[:, 0, :-dilation])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_full_trust_keeps_returns_and_zero_trust_overrules_them(training: bool) -> None:
+    torch.manual_seed(0)
+    depth = 10.0 + torch.rand(1, 1, 16, 16)
+    sparse = torch.zeros_like(depth)
+    sparse[0, 0, 8, 8] = 50.0  # an outlier return
+    logits = torch.randn(1, NUM_AFFINITIES, 16, 16)
+    spn = SpatialPropagation((1, 2, 1)).train(training)
+    kept = spn(depth, logits, sparse, torch.ones_like(depth))
+    assert float(kept[0, 0, 8, 8]) == 50.0
+    overruled = spn(depth, logits, sparse, torch.zeros_like(depth))
+    # A convex combination of its neighbours, which never saw the outlier.
+    assert 10.0 <= float(overruled[0, 0, 8, 8]) <= 11.0
+    # Without returns the output stays within the input's range (weights are convex).
+    free = spn(depth, logits, torch.zeros_like(depth), torch.ones_like(depth))
+    assert float(free.min()) >= float(depth.min()) - 1e-5
+    assert float(free.max()) <= float(depth.max()) + 1e-5
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+def test_untrained_model_keeps_its_returns_by_construction() -> None:
+    """Zero-initialised heads and trust 0.99: an untrained model is the pre-fill smoothed by
+    propagation, and each return moves by at most 1 % of its distance to its neighbours."""
+    torch.manual_seed(0)
+    model = create_model("fusion_spn", **TINY).eval()
+    sparse = scan()
+    image = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        depth, confidence = model(image, sparse)
+    valid = sparse > 0
+    moved = (depth - sparse).abs()[valid]
+    assert float(moved.median()) <= 0.03
+    assert float(moved.max()) <= 0.01 * (float(sparse.max()) - float(sparse[valid].min()))
+    assert torch.allclose(confidence, torch.full_like(confidence, 0.5))
+
+
+def test_outputs_aux_and_feature_scales() -> None:
+    torch.manual_seed(0)
+    model = create_model("fusion_spn", **TINY, head_init_std=0.01).eval()
+    image, sparse = torch.rand(2, 3, 64, 96), torch.cat([scan(), scan(seed=1)])
+    with torch.no_grad():
+        depth, confidence = model(image, sparse)
+        aux = model(image, sparse, aux=True)
+    assert set(aux) == {"depth", "confidence", "initial", "prefill", "trust"}
+    assert torch.equal(aux["depth"], depth) and torch.equal(aux["confidence"], confidence)
+    assert all(t.shape == (2, 1, 64, 96) for t in aux.values())
+    assert 0.1 <= float(depth.min()) and float(depth.max()) <= 100.0
+    half = create_model("fusion_spn", **TINY, head_init_std=0.01, feature_scale=2)
+    half.load_state_dict(model.state_dict())  # same weights, features from a half-size frame
+    with torch.no_grad():
+        depth_half, _ = half.eval()(image, sparse)
+    assert depth_half.shape == depth.shape
+    assert not torch.allclose(depth_half, depth)
+    valid = sparse > 0
+    assert float((depth_half - sparse).abs()[valid].median()) < 0.05
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"widths": (4, 8, 8)}, "4 entries"),
+    ({"feature_scale": 3}, "must be 1 or 2"),
+    ({"train_feature_scales": ()}, "must be 1 or 2"),
+    ({"trust_init": 1.0}, "trust_init"),
+    ({"dilations": (1, 0)}, "dilations"),
+])
+def test_bad_constructor_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_model("fusion_spn", **kwargs)
+
+
+def test_export_has_both_outputs_and_matches_pytorch(tmp_path) -> None:
+    from training.export import export_onnx, parity
+
+    torch.manual_seed(0)
+    model = create_model("fusion_spn", **TINY, head_init_std=0.05).eval()
+    meta = ModelMetadata("fusion_spn", "fusion", "metric", 32, 64, 96, 0.1, 100.0, 700.0,
+                         model_kwargs={**TINY, "head_init_std": 0.05},
+                         resize_policy="native", outputs="depth,confidence")
+    path = export_onnx(model, meta, tmp_path / "spn.onnx", 64, 96)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["depth", "confidence"]
+    props = session.get_modelmeta().custom_metadata_map
+    assert props["resize_policy"] == "native" and props["outputs"] == "depth,confidence"
+    max_abs, max_rel = parity(model, path, 96, 160, batch=2, metadata=meta)
+    assert max_rel <= 1e-4 and max_abs <= 1e-3
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+
+def _meta(**overrides) -> ModelMetadata:
+    fields = {"architecture": "fusion_spn", "kind": "fusion", "output": "metric", "stride": 32,
+              "train_input_height": 256, "train_input_width": 640, "min_depth_m": 0.1,
+              "max_depth_m": 100.0, "train_focal_px": 733.45}
+    return ModelMetadata(**{**fields, **overrides})
+
+
+def test_metadata_outputs_and_resize_policy_round_trip() -> None:
+    meta = _meta(resize_policy="native", outputs="depth,confidence")
+    again = ModelMetadata.from_dict(meta.to_dict())
+    assert again == meta and again.output_names == ("depth", "confidence")
+    assert again.has_confidence
+    old = ModelMetadata.from_dict({k: v for k, v in meta.to_dict().items()
+                                   if k not in ("resize_policy", "outputs")})
+    assert old.resize_policy == "fixed" and old.output_names == ("depth",)
+    assert not old.has_confidence
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"resize_policy": "stretch"}, "resize_policy"),
+    ({"outputs": "confidence,depth"}, "outputs"),
+    ({"outputs": "depth,uncertainty"}, "outputs"),
+    ({"outputs": "depth,confidence,confidence"}, "outputs"),
+])
+def test_metadata_rejects_bad_outputs_and_policies(overrides: dict, message: str) -> None:
+    with pytest.raises(MetadataError, match=message):
+        _meta(**overrides)
+
+
+# --- loss ------------------------------------------------------------------------------------
+
+
+def test_depth_loss_terms_in_metres() -> None:
+    target = torch.full((1, 1, 2, 2), 10.0)
+    pred = target + torch.tensor([[[[1.0, -1.0], [0.0, 0.0]]]])
+    weight = torch.ones_like(target)
+    value = weighted_depth_loss(pred, target, weight, l2_weight=0.1, log_weight=10.0)
+    expected = (2 * (1.0 + 0.1) + 10.0 * np.log(11 / 10) + 10.0 * abs(np.log(9 / 10))) / 4
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    assert float(weighted_depth_loss(pred, target, torch.zeros_like(target))) == 0.0
+
+
+def test_completion_loss_is_zero_for_a_perfect_confident_answer_and_trains_confidence() -> None:
+    target = 5.0 + 20.0 * torch.rand(2, 1, 8, 8)
+    valid = torch.ones_like(target, dtype=torch.bool)
+    perfect = {"depth": target.clone(), "initial": target.clone(),
+               "confidence": torch.ones_like(target)}
+    assert float(completion_loss(perfect, target, valid).total) < 1e-4
+    # Far-off pixels (40 % error) should get confidence 0: confidence 1 there costs.
+    wrong = {**perfect, "depth": target * 1.4}
+    sure = completion_loss(wrong, target, valid).confidence
+    doubtful = completion_loss({**wrong, "confidence": torch.zeros_like(target)}, target,
+                               valid).confidence
+    assert float(sure) > 10.0 and float(doubtful) < 1e-4
+
+
+def test_far_pixels_have_no_l2_term_and_their_own_weight() -> None:
+    target = torch.full((1, 1, 2, 2), 100.0)
+    valid = torch.ones_like(target, dtype=torch.bool)
+    far = torch.zeros_like(valid)
+    far[0, 0, 0] = True  # the top row is "sky"
+    pred = torch.full_like(target, 100.0)
+    pred[0, 0, 0] = 50.0  # 50 m short in the sky only
+    outputs = {"depth": pred, "initial": pred, "confidence": torch.ones_like(pred)}
+    terms = completion_loss(outputs, target, valid, far, far_weight=0.1, initial_weight=0.0,
+                            confidence_weight=0.0)
+    assert float(terms.depth) == pytest.approx(0.1 * (50.0 + 10.0 * np.log(2.0)), rel=1e-5)
+
+
+# --- LiDAR augmentations ---------------------------------------------------------------------
+
+
+def test_bleeding_moves_near_returns_next_to_far_ones_to_the_far_depth() -> None:
+    sparse = torch.zeros(1, 20, 20)
+    sparse[0, 10, 5:10] = 5.0  # the edge of a near object...
+    sparse[0, 10, 10:15] = 30.0  # ...and the background beside it
+    torch.manual_seed(0)
+    every = bleed_background(sparse, 1.0)
+    # Returns within 3 px of the background take its depth; farther ones and the background
+    # itself stay.
+    assert torch.allclose(every[0, 10, 7:10], torch.full((3,), 30.0))
+    assert torch.equal(every[0, 10, 5:7], torch.full((2,), 5.0))
+    assert torch.equal(every[0, 10, 10:15], sparse[0, 10, 10:15])
+    assert torch.equal(bleed_background(sparse, 0.0), sparse)
+
+
+def test_patches_remove_returns_inside_rectangles_only() -> None:
+    torch.manual_seed(3)
+    sparse = torch.ones(1, 40, 80)
+    out = drop_patches(sparse)
+    removed = out == 0
+    assert 0 < int(removed.sum()) <= 4 * (10 * 20)
+    assert torch.equal(out[~removed], sparse[~removed])
