@@ -13,6 +13,7 @@ import torch
 
 from depth_ros.inference import DepthEstimator
 from depth_ros.models import ModelMetadata, create_model
+from depth_ros.models.checkpoints import load_weights_only
 from training import evaluate as ev
 from training.checkpoint import save_checkpoint
 from training.confidence_eval import ConfidenceStats, above_scan_mask, calibration_png
@@ -74,8 +75,7 @@ def test_native_output_is_the_padded_network_output_cropped(completion_model: Pa
     estimator = DepthEstimator(completion_model, backend="onnxruntime", num_threads=1)
     out = estimator.predict_detailed(rgb, sparse, fx=700.0)
     model = create_model("fusion_spn", **KWARGS).eval()
-    model.load_state_dict(torch.load(completion_model.with_suffix(".pt"),
-                                     weights_only=True)["state_dict"])
+    model.load_state_dict(load_weights_only(completion_model.with_suffix(".pt"))["state_dict"])
     image = np.pad(rgb, ((0, 96 - HEIGHT), (0, 256 - WIDTH), (0, 0)), mode="edge")
     scan = np.pad(sparse, ((0, 96 - HEIGHT), (0, 256 - WIDTH)))
     with torch.no_grad():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_ros.completion.ip_basic import BLURS, EMPTY_M, VARIANTS, ip_basic
+from depth_ros.completion.ip_basic import EMPTY_M, check_options, ip_basic
 from depth_ros.models.metadata import ModelMetadata
 
 # What model_path says for the classical predictor (the node logs and depth/info name it).
@@ -47,13 +47,7 @@ class ClassicalCompletion:
 
     def __init__(self, max_depth_m: float = 100.0, variant: str = "fast",
                  extrapolate: bool = True, blur: str = "gaussian") -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        if blur not in BLURS:
-            raise ValueError(f"blur must be one of {BLURS}, got {blur!r}")
-        if not (math.isfinite(max_depth_m) and max_depth_m > 2 * EMPTY_M):
-            raise ValueError(f"max_depth_m must be a finite depth above {2 * EMPTY_M} m, "
-                             f"got {max_depth_m}")
+        check_options(max_depth_m, variant, blur)
         self.options = {"max_depth_m": float(max_depth_m), "variant": variant,
                         "extrapolate": bool(extrapolate), "blur": blur}
         self.model_path = Path(CLASSICAL_MODEL_NAME)

@@ -151,6 +151,17 @@ def _multiscale(inverted: np.ndarray, depth: np.ndarray, extrapolate: bool,
     return _blur(merged, blur, allowed, 0.5)
 
 
+def check_options(max_depth_m: float, variant: str, blur: str) -> None:
+    """ValueError naming the first option IP-Basic cannot run with."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if blur not in BLURS:
+        raise ValueError(f"blur must be one of {BLURS}, got {blur!r}")
+    if not (np.isfinite(max_depth_m) and max_depth_m > 2 * EMPTY_M):
+        raise ValueError(f"max_depth_m must be a finite depth above {2 * EMPTY_M} m, got "
+                         f"{max_depth_m}")
+
+
 def ip_basic(sparse_depth_m: np.ndarray, max_depth_m: float = 100.0, variant: str = "fast",
              extrapolate: bool = True, blur: str = "gaussian") -> np.ndarray:
     """Dense depth from a sparse LiDAR depth image by IP-Basic (Ku et al. 2018).
@@ -176,13 +187,7 @@ def ip_basic(sparse_depth_m: np.ndarray, max_depth_m: float = 100.0, variant: st
     if depth.ndim != 2 or depth.size == 0:
         raise ValueError(f"sparse_depth_m must be a non-empty H×W array, got shape "
                          f"{depth.shape}")
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if blur not in BLURS:
-        raise ValueError(f"blur must be one of {BLURS}, got {blur!r}")
-    if not (np.isfinite(max_depth_m) and max_depth_m > 2 * EMPTY_M):
-        raise ValueError(f"max_depth_m must be a finite depth above {2 * EMPTY_M} m, got "
-                         f"{max_depth_m}")
+    check_options(max_depth_m, variant, blur)
     depth = depth.astype(np.float32, copy=False)
     max_depth = np.float32(max_depth_m)
     # NaN compares false: NaN (and ±inf beyond the range) count as no return.
