@@ -57,6 +57,8 @@ TF_STATIC_DEPTH = 100  # transient-local history: every static broadcaster's mes
 MATCH_SETTLE_S = 2.0
 STORAGE_FILES = (".mcap", ".db3")  # bare storage files rosbags (>= 0.11) reads on their own
 
+FLUSH_S = 0.5  # pause after the last message, before the player ends
+
 
 class BagPlayError(ValueError):
     """The bag or the options cannot be played."""
@@ -349,6 +351,9 @@ class BagPlayer:
                     break  # (every topic failed to decode: nothing left to loop over)
         self.log.info(f"published {self.published} messages in "
                       f"{time.monotonic() - started:.1f} s")
+        # Let the last messages leave before the participant goes: a player that exited right
+        # after its last publish lost that message once in a clean-clone test run.
+        time.sleep(FLUSH_S)
         return self.published
 
 
