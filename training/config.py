@@ -111,6 +111,62 @@ class AugmentConfig:
     # object's edge (the model learns to overrule them from the exact ground truth).
     lidar_patch_prob: float = 0.0
     lidar_bleed_fraction: float = 0.0
+    # Camera effects (training.data.camera_effects): what real cameras do to a picture that
+    # the engine does not, each applied with its own probability (0: off, the default) and a
+    # strength: "up to x" draws uniformly from [0, x], "factor x" from [1 − x, 1 + x].
+    style_prob: float = 0.0  # colour transfer: Lab means/stds of another recent image
+    style_strength: float = 1.0  # blend weight of that transfer, up to x
+    style_bank: int = 64  # how many recent images' Lab statistics are kept to draw from
+    rolling_shutter_prob: float = 0.0  # rows shifted sideways, image and depth alike
+    rolling_shutter_px: float = 3.0  # bottom row's shift relative to the top, up to ±x px
+    motion_blur_prob: float = 0.0  # a linear kernel along a random direction
+    motion_blur_min_px: float = 2.0  # its length, uniform in [min, max] pixels
+    motion_blur_max_px: float = 8.0
+    defocus_prob: float = 0.0  # a disk (pillbox) kernel
+    defocus_radius_px: float = 1.5  # its radius, uniform in [0.5, x] pixels
+    chromatic_prob: float = 0.0  # lateral chromatic aberration: red and blue scaled apart
+    chromatic_scale: float = 0.002  # red scaled by 1 + s and blue by 1 − s, s up to ±x
+    vignette_prob: float = 0.0  # radial fall-off, quadratic in the distance to the centre
+    vignette: float = 0.3  # light lost in the corners, up to x
+    noise_prob: float = 0.0  # sensor noise: std sqrt(shot · value + read²) per pixel
+    noise_shot: float = 0.002  # shot-noise variance per unit of signal, up to x
+    noise_read: float = 0.01  # read-noise std, up to x
+    white_balance_prob: float = 0.0  # red and blue gains (green 1)
+    white_balance: float = 0.15  # factor x
+    gamma_prob: float = 0.0  # value ** gamma
+    gamma: float = 0.25  # factor x
+    hue_prob: float = 0.0  # hue rotation
+    hue: float = 0.05  # fraction of the colour circle, up to ±x (≤ 0.5)
+    grayscale_prob: float = 0.0  # the Rec. 601 luma in all three channels
+    jpeg_prob: float = 0.0  # JPEG re-compression (OpenCV's encoder)
+    jpeg_quality_min: int = 30  # quality, uniform integer in [min, max] (1-100)
+    jpeg_quality_max: int = 95
+
+    def __post_init__(self) -> None:
+        # Checked here, as the config is built, so a bad value fails before any data loads.
+        probabilities = ("style_prob", "rolling_shutter_prob", "motion_blur_prob",
+                         "defocus_prob", "chromatic_prob", "vignette_prob", "noise_prob",
+                         "white_balance_prob", "gamma_prob", "hue_prob", "grayscale_prob",
+                         "jpeg_prob")
+        checks = [*((name, 0.0 <= getattr(self, name) <= 1.0) for name in probabilities),
+                  ("style_strength", 0.0 <= self.style_strength <= 1.0),
+                  ("style_bank", self.style_bank >= 1),
+                  ("rolling_shutter_px", self.rolling_shutter_px >= 0.0),
+                  ("motion_blur_min_px", 1.0 <= self.motion_blur_min_px),
+                  ("motion_blur_max_px", self.motion_blur_min_px <= self.motion_blur_max_px),
+                  ("defocus_radius_px", self.defocus_radius_px >= 0.5),
+                  ("chromatic_scale", 0.0 <= self.chromatic_scale <= 0.05),
+                  ("vignette", 0.0 <= self.vignette < 1.0),
+                  ("noise_shot", self.noise_shot >= 0.0),
+                  ("noise_read", self.noise_read >= 0.0),
+                  ("white_balance", 0.0 <= self.white_balance < 1.0),
+                  ("gamma", 0.0 <= self.gamma < 1.0),
+                  ("hue", 0.0 <= self.hue <= 0.5),
+                  ("jpeg_quality_min", 1 <= self.jpeg_quality_min <= self.jpeg_quality_max),
+                  ("jpeg_quality_max", self.jpeg_quality_max <= 100)]
+        for name, ok in checks:
+            if not ok:
+                raise ConfigError(f"augment.{name} is out of range: {getattr(self, name)!r}")
 
 
 @dataclass

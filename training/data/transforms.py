@@ -20,6 +20,7 @@ import torch
 
 from depth_ros.geometry import PinholeCamera, resize_sparse_depth
 from training.config import AugmentConfig
+from training.data.camera_effects import CameraEffects, grayscale, rotate_hue
 
 Sample = dict[str, np.ndarray]
 DEPTH_KEYS = ("depth", "sparse_depth")
@@ -300,17 +301,22 @@ class TensorAugment:
     Args:
         config: the ``augment:`` settings.
         photometric: flip and colour-jitter the tensors (``augment_pair``); false where the
-            numpy stack already did (benchmark frames).
+            numpy stack already did (benchmark frames). The camera effects the config turns
+            on (``training.data.camera_effects``) follow either way.
     """
 
     def __init__(self, config: AugmentConfig, photometric: bool) -> None:
         self.config, self.photometric = config, photometric
+        self.camera = CameraEffects(config)
 
     def __call__(self, *item: torch.Tensor) -> tuple[torch.Tensor, ...]:
         image, depth, *rest = item
         sparse = rest[0] if rest else None
         if self.photometric:
             image, depth, *rest = augment_pair(image, depth, self.config, sparse)
+            sparse = rest[0] if rest else None
+        if self.camera.active:
+            image, depth, *rest = self.camera.tensors(image, depth, sparse)
             sparse = rest[0] if rest else None
         if sparse is None:
             return image, depth
@@ -343,9 +349,7 @@ class RandomGrayscale:
     def __call__(self, sample: Sample) -> Sample:
         if torch.rand(()).item() >= self.prob:
             return sample
-        rgb = sample["rgb"].astype(np.float32)
-        luma = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return {**sample, "rgb": np.repeat(luma[..., None], 3, axis=2)}
+        return {**sample, "rgb": grayscale(sample["rgb"])}
 
 
 class HueJitter:
@@ -360,11 +364,7 @@ class HueJitter:
         shift = _uniform(-self.hue, self.hue) * 360.0
         if self.hue == 0.0:
             return sample
-        # OpenCV's float HSV: hue in degrees [0, 360), saturation and value in [0, 1].
-        hsv = cv2.cvtColor(np.clip(sample["rgb"].astype(np.float32), 0.0, 1.0),
-                           cv2.COLOR_RGB2HSV)
-        hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(shift), 360.0)
-        return {**sample, "rgb": np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0.0, 1.0)}
+        return {**sample, "rgb": rotate_hue(sample["rgb"], shift)}
 
 
 def cutmix_partners(count: int, generator: torch.Generator) -> torch.Tensor:
