@@ -327,3 +327,20 @@ def test_the_demo_writes_one_panel_per_effect(tmp_path: Path) -> None:
     frame = ce.engine_frame(3, 96, 40)
     expected = cv2.cvtColor(np.rint(frame * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
     np.testing.assert_array_equal(grid[18:40, :96], expected[18:])
+
+
+def test_the_recommended_set_in_the_docs_is_a_valid_augment_block(tmp_path: Path) -> None:
+    text = (REPO / "docs" / "training.md").read_text()
+    section = text[text.index("A recommended set for sim-to-real"):]
+    block = section[section.index("```yaml\n") + 8:section.index("\n```\n\n")]
+    recipe = yaml.safe_load((REPO / "config" / "train" / "mono_synthetic.yaml").read_text())
+    recipe["augment"].update(yaml.safe_load(block)["augment"])
+    (tmp_path / "aug.yaml").write_text(yaml.safe_dump(recipe))
+    config = load_config(tmp_path / "aug.yaml").augment
+    assert config.style_prob > 0 and config.rolling_shutter_prob == 0  # KITTI: global shutter
+    assert config.hflip_prob == 0.5  # the recipe's own lines stay
+    torch.manual_seed(0)
+    augment = TensorAugment(config, photometric=True)
+    for i in range(4):
+        _, depth = augment(*item(i)[:2])
+        assert torch.equal(depth, item(i)[1]) or torch.equal(depth, item(i)[1].flip(-1))

@@ -61,12 +61,19 @@ def _rgb(sample: Sample) -> np.ndarray:
 # --- The effects as functions ------------------------------------------------------------------
 
 
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2Lab)
+
+
+def _channel_statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = cv2.meanStdDev(np.ascontiguousarray(image))
+    return mean[:, 0], std[:, 0]
+
+
 def lab_statistics(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation (float64, 3 each) of an RGB image in CIELAB
     (OpenCV's float Lab: L in [0, 100])."""
-    lab = cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2Lab)
-    flat = lab.reshape(-1, 3).astype(np.float64)
-    return flat.mean(axis=0), flat.std(axis=0)
+    return _channel_statistics(_to_lab(rgb))
 
 
 def match_lab_statistics(rgb: np.ndarray, mean: np.ndarray, std: np.ndarray,
@@ -76,12 +83,14 @@ def match_lab_statistics(rgb: np.ndarray, mean: np.ndarray, std: np.ndarray,
     ``weight`` (0: unchanged, 1: full transfer); back to RGB in [0, 1]."""
     if weight <= 0:  # exactly the input, not its Lab round trip (off by up to ~0.002)
         return rgb
-    lab = cv2.cvtColor(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv2.COLOR_RGB2Lab)
-    own_mean, own_std = lab_statistics(rgb)
+    lab = _to_lab(rgb)
+    own_mean, own_std = _channel_statistics(lab)
     ratio = np.where(own_std > _FLAT_LAB_STD,
                      np.clip(std / np.maximum(own_std, _FLAT_LAB_STD), *_STYLE_RATIO_RANGE), 1.0)
-    moved = (lab - own_mean) * ratio + mean
-    lab = lab + np.float32(weight) * (moved.astype(np.float32) - lab)
+    # lab + weight · ((lab − own_mean) · ratio + mean − lab), as one affine map per channel.
+    scale = 1.0 + weight * (ratio - 1.0)
+    offset = weight * (mean - own_mean * ratio)
+    lab = lab * scale.astype(np.float32) + offset.astype(np.float32)
     return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0.0, 1.0)
 
 
@@ -264,7 +273,8 @@ class StyleTransfer:
 
     def __call__(self, sample: Sample) -> Sample:
         rgb = _rgb(sample)
-        stats = lab_statistics(rgb)
+        # Every other pixel each way: a quarter of the work, the same statistics to ~1 %.
+        stats = lab_statistics(rgb[::2, ::2])
         out = sample
         if torch.rand(()).item() < self.prob and self.bank:
             mean, std = self.bank[int(torch.randint(len(self.bank), ()).item())]
