@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from depth_ros.synthetic.drive import CAMERA_PROFILES
+
 DATASETS = ("drives", "kitti_eigen", "kitti_completion", "nyu")
 REQUIRED_DATA_KEYS = {"drives": ("root",),
                       "kitti_eigen": ("train_split", "val_split", "raw_root", "depth_root"),
@@ -45,6 +47,10 @@ class SyntheticSplit:
     # real KITTI's density.
     azimuth_decimation: int = 2
     stereo: bool = True  # also render camera 03 (training reads camera 02 only)
+    # kitti: each drive's camera within ±5 % of KITTI's, at data.image_width × image_height;
+    # varied: each drive draws its own sensor size (4:3, 16:9, KITTI-wide), lens (45–100°
+    # horizontal field of view) and camera height (the engine's docs/engine.md).
+    camera_profile: str = "kitti"
 
 
 @dataclass
@@ -272,6 +278,12 @@ class TrainConfig:
         if self.data.input_height < 1 or self.data.input_width < 1:
             raise ConfigError("data.input_height and data.input_width must be positive")
         self._validate_dataset()
+        for key in ("synthetic", "val_synthetic"):
+            split = getattr(self.data, key)
+            if split is not None and split.camera_profile not in CAMERA_PROFILES:
+                raise ConfigError(f"data.{key}.camera_profile must be "
+                                  f"{' or '.join(CAMERA_PROFILES)}, got "
+                                  f"{split.camera_profile!r}")
         train, val = self.data.synthetic, self.data.val_synthetic
         if train and val and _overlap(train, val):
             raise ConfigError(

@@ -32,10 +32,14 @@ LOG = logging.getLogger("depth_ros.training")
 
 
 def _render_one(root: str, split: SyntheticSplit, index: int, width: int, height: int) -> Path:
+    # The varied profile draws each drive's image size itself: width/height are the kitti
+    # profile's.
+    kitti = split.camera_profile == "kitti"
     return write_synthetic_drive(root, num_frames=split.frames, seed=split.seed + index,
-                                 drive=index + 1, width=width, height=height, progress=False,
+                                 drive=index + 1, width=width if kitti else None,
+                                 height=height if kitti else None, progress=False,
                                  azimuth_decimation=split.azimuth_decimation,
-                                 stereo=split.stereo)
+                                 stereo=split.stereo, camera_profile=split.camera_profile)
 
 
 def ensure_synthetic_drives(root: str | Path, split: SyntheticSplit, width: int = 1242,
