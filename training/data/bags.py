@@ -130,6 +130,7 @@ class _BagPart:
     poses: np.ndarray | None
     drops: dict[str, int]
     note: str
+    period_ns: float  # the slower sensor's period: the expected step between frames
 
 
 def default_camera_info_topic(image_topic: str) -> str:
@@ -206,6 +207,8 @@ class _BagReader:
                      if options.lidar_topic else None)
         self.images = self.clouds = 0
         self.size: tuple[int, int] | None = None
+        self.image_stamps: list[int] = []
+        self.cloud_stamps: list[int] = []
 
     def _connections(self, reader: AnyReader) -> list:
         o = self.options
@@ -280,6 +283,7 @@ class _BagReader:
     def _image(self, msg: Any, info: Any) -> None:
         index = self.images
         self.images += 1
+        self.image_stamps.append(_stamp_ns(msg.header))
         if info is None:
             self.drops["no_camera_info"] += 1
             return
@@ -304,6 +308,7 @@ class _BagReader:
 
     def _cloud(self, msg: Any) -> None:
         self.clouds += 1
+        self.cloud_stamps.append(_stamp_ns(msg.header))
         try:
             points = finite_points(pointcloud2_to_array(msg, ("x", "y", "z")))
         except ConversionError:
@@ -329,7 +334,7 @@ class _BagReader:
         try:
             return self.tree.lookup(camera_frame, lidar_frame, static_only=True)
         except TransformTreeError as exc:
-            where = ("the bag has no /tf_static" if not self.tree.frames else str(exc))
+            where = "the bag has no /tf_static" if not self.tree.static_links() else str(exc)
             raise BagDataError(f"bag {self.name}: no LiDAR-to-camera transform from "
                                f"{lidar_frame!r} to {camera_frame!r} ({where}); give "
                                "lidar_to_camera (a 4×4)") from None
@@ -365,7 +370,9 @@ class _BagReader:
         stamps = np.array([p[0].stamp_ns for p in self.pairs], dtype=np.int64)
         index = np.array([p[0].index for p in self.pairs], dtype=np.int64)
         poses, note = self._poses(stamps, self.pairs[0][0].frame_id)
-        return _BagPart(rgb, K, sparse, stamps, index, poses, dict(self.drops), note)
+        # Pairs come no closer than the slower sensor's period: a longer step is a gap.
+        period = max(_period(self.image_stamps), _period(self.cloud_stamps))
+        return _BagPart(rgb, K, sparse, stamps, index, poses, dict(self.drops), note, period)
 
     def _poses(self, stamps: np.ndarray, camera_frame: str) -> tuple[np.ndarray | None, str]:
         o = self.options
@@ -419,7 +426,7 @@ def _save(cache: Path, part: _BagPart) -> None:
               "has_poses": np.array(part.poses is not None),
               "drop_reasons": np.array(list(part.drops), dtype=str),
               "drop_counts": np.array(list(part.drops.values()), dtype=np.int64),
-              "note": np.array(part.note)}
+              "note": np.array(part.note), "period_ns": np.array(part.period_ns)}
     # Sparse depth is mostly zeros: compressed, a frame's cache is about its image's size.
     write_atomic(cache, lambda f: np.savez_compressed(f, **arrays), durable=False)
 
@@ -431,19 +438,28 @@ def _load(cache: Path) -> _BagPart | None:
                             z["poses"] if bool(z["has_poses"]) else None,
                             dict(zip(z["drop_reasons"].tolist(),
                                      z["drop_counts"].tolist(), strict=True)),
-                            str(z["note"]))
+                            str(z["note"]), float(z["period_ns"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None  # unreadable (a foreign or damaged file): decode the bag again
 
 
-def _segments(stamps: np.ndarray, max_gap_s: float) -> np.ndarray:
+def _period(stamps: list[int]) -> float:
+    """A stream's period from its stamps: a lost message only lengthens a step, so the lower
+    quartile of the steps measures it even where a fair share of them is lost."""
+    steps = np.diff(np.sort(np.asarray(stamps, dtype=np.int64)))
+    steps = steps[steps > 0]
+    return float(np.percentile(steps, 25)) if len(steps) else 0.0
+
+
+def _segments(stamps: np.ndarray, period_ns: float, max_gap_s: float) -> np.ndarray:
     """Local segment ids: a step back in time, over ``max_gap_s`` or over
-    ``SEGMENT_GAP_FACTOR`` × the bag's median step starts a new one."""
+    ``SEGMENT_GAP_FACTOR`` × the sensors' period (a frame lost between) starts a new one."""
     if len(stamps) < 2:
         return np.zeros(len(stamps), dtype=np.int64)
     steps = np.diff(stamps)
-    typical = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0
-    gap = (steps <= 0) | (steps > max_gap_s * 1e9) | (steps > SEGMENT_GAP_FACTOR * typical)
+    gap = (steps <= 0) | (steps > max_gap_s * 1e9)
+    if period_ns > 0:
+        gap |= steps > SEGMENT_GAP_FACTOR * period_ns
     return np.concatenate([[0], np.cumsum(gap)]).astype(np.int64)
 
 
@@ -510,7 +526,7 @@ def load_bag_frames(bags: Sequence[str | os.PathLike], image_topic: str,
     segments, names, offset = [], [], 0
     for name, part in parts:
         drops.update(part.drops)
-        local = _segments(part.stamps_ns, options.max_gap_s)
+        local = _segments(part.stamps_ns, part.period_ns, options.max_gap_s)
         segments.append(local + offset)
         offset += int(local.max()) + 1
         names += [f"{name}:{i}" for i in part.image_index.tolist()]
