@@ -16,7 +16,7 @@ import pytest
 from rosbags.rosbag2 import Reader, Writer
 from rosbags.rosbag2.enums import StoragePlugin
 
-from depth_ros.bags import messages, topics
+from depth_ros.bags import kitti_to_bag, messages, topics
 from depth_ros.bags.kitti_to_bag import ConversionOptions, convert_drive
 from depth_ros.kitti import read_calib_file, read_depth_png, read_rgb_png, read_timestamps_ns
 from depth_ros.sensors.decode import POINTFIELD_DTYPES
@@ -410,3 +410,29 @@ def test_decoders_know_sensor_msgs_pointfield_datatypes():
     point_field = pytest.importorskip("sensor_msgs.msg").PointField
     names = ["INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "FLOAT32", "FLOAT64"]
     assert {getattr(point_field, n): np.dtype(n.lower()) for n in names} == POINTFIELD_DTYPES
+
+
+def test_a_drive_subset_takes_its_stamps_by_frame_number(drive, tmp_path):
+    # kitti_dev's layout: some frames of a drive, with the whole drive's timestamps.txt.
+    copy = tmp_path / "drive" / drive.name
+    shutil.copytree(drive, copy)
+    for path in copy.rglob("0000000000.*"):
+        path.unlink()
+    out = tmp_path / "bag"
+    convert_drive(copy, out, ConversionOptions(progress=False))
+    frames, drops = _load(out)
+    expected = read_timestamps_ns(drive / "image_02" / "timestamps.txt")[1:]
+    np.testing.assert_array_equal(frames.stamps_ns, expected)
+    assert drops == {} and frames.names == [f"bag:{i}" for i in range(FRAMES - 1)]
+
+
+def test_projected_scans_that_are_not_there_are_one_error_line(drive, tmp_path, capsys):
+    out = tmp_path / "bag"
+    assert kitti_to_bag.main([str(drive), str(out), "--lidar-from-projected-depth", "1",
+                              "--no-progress"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("kitti_to_bag: error: no projected scans for camera 01")
+    assert "proj_depth/velodyne_raw/image_01" in error and "\n" not in error
+    assert not out.exists()
+    assert kitti_to_bag.main([str(drive), str(out), "--lidar-from-projected-depth", "7"]) == 1
+    assert "camera number 0-3" in capsys.readouterr().err

@@ -278,11 +278,11 @@ class DriveSource:
         if camera not in self.projections:
             raise KittiFormatError(f"{self.cam_to_cam_path}: P_rect_{camera:02d} missing (the "
                                    "projected scans need that camera's intrinsics)")
-        drive = KittiDrive(self.path, camera=camera)
         scans = self._projected_dir(camera)
         if not scans.is_dir():
             raise KittiFormatError(f"no projected scans for camera {camera:02d}: {scans} not "
                                    "found")
+        drive = KittiDrive(self.path, camera=camera)  # its timestamps.txt stamps the clouds
         _check_same_frames("projected LiDAR", scans, ".png", self.frames, reference.image_dir)
         self.velodyne_stamps_ns = _stamps_for(drive.image_dir.parent / "timestamps.txt",
                                               self.frames)

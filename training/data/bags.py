@@ -510,7 +510,8 @@ def load_bag_frames(bags: Sequence[str | os.PathLike], image_topic: str,
         except BagError as exc:
             raise BagDataError(str(exc)) from None
         name = path.name
-        cache = _cache_path(Path(cache_dir), path, options) if cache_dir is not None else None
+        cache = (_cache_path(Path(cache_dir).expanduser(), path, options)
+                 if cache_dir is not None else None)
         part = _load(cache) if cache is not None and cache.is_file() else None
         if part is None:
             part = _BagReader(path, name, options, progress).read()
@@ -535,17 +536,18 @@ def load_bag_frames(bags: Sequence[str | os.PathLike], image_topic: str,
     if have_poses:
         poses = np.concatenate([part.poses if part.poses is not None
                                 else np.full((len(part.stamps_ns), 4, 4), np.nan)
-                                for _, part in parts])
+                                for _, part in parts])  # NaN: that bag has none
         missing = int(np.isnan(poses[:, 0, 0]).sum())
         if missing:
             drops["no_pose"] += missing
     source = "; ".join(f"{name} ({part.note})" for name, part in parts)
     source = (f"bags {source}: image {image_topic}, camera_info {options.camera_info_topic}, "
               f"lidar {lidar_topic or 'none'}")
-    frames = BagFrames(
-        rgb=np.concatenate([p.rgb for _, p in parts]),
-        K=np.concatenate([p.K for _, p in parts]),
-        sparse=np.concatenate([p.sparse for _, p in parts]),
-        stamps_ns=np.concatenate([p.stamps_ns for _, p in parts]),
-        poses=poses, segments=np.concatenate(segments), names=names, source=source)
+    def joined(name: str) -> np.ndarray:
+        arrays = [getattr(part, name) for _, part in parts]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # one bag: no copy
+
+    frames = BagFrames(rgb=joined("rgb"), K=joined("K"), sparse=joined("sparse"),
+                       stamps_ns=joined("stamps_ns"), poses=poses,
+                       segments=np.concatenate(segments), names=names, source=source)
     return frames, {reason: count for reason, count in drops.items() if count}
