@@ -436,3 +436,21 @@ def test_projected_scans_that_are_not_there_are_one_error_line(drive, tmp_path, 
     assert not out.exists()
     assert kitti_to_bag.main([str(drive), str(out), "--lidar-from-projected-depth", "7"]) == 1
     assert "camera number 0-3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("d", "r", "expected"), [
+    (np.zeros(5), np.eye(3), "P"),  # rectified: P describes the images
+    (np.array([]), np.eye(3), "P"),
+    (np.array([-0.3, 0.1, 0.0, 0.0, 0.0]), np.eye(3), "K"),  # raw, distorted: K
+    (np.zeros(5), cv2.Rodrigues(np.array([0.0, 0.02, 0.0]))[0], "K"),  # not yet rotated
+])
+def test_intrinsics_come_from_p_for_rectified_images_else_k(d, r, expected):
+    k = np.array([[700.0, 0.0, 600.0], [0.0, 705.0, 170.0], [0.0, 0.0, 1.0]])
+    p = np.array([[720.0, 0.0, 610.0, -388.0], [0.0, 720.0, 172.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    info = messages.CameraInfo(
+        header=messages.make_header(0, "cam"), height=375, width=1242,
+        distortion_model="plumb_bob", d=d, k=k.reshape(-1), r=r.reshape(-1), p=p.reshape(-1),
+        binning_x=0, binning_y=0, roi=messages.RegionOfInterest(
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    np.testing.assert_array_equal(bags.camera_matrix(info),
+                                  p[:, :3] if expected == "P" else k)

@@ -155,13 +155,15 @@ def decode_image(msg: Any) -> np.ndarray:
 
 
 def camera_matrix(info: Any) -> np.ndarray:
-    """The 3×3 intrinsics of a CameraInfo for its images: P's left 3×3 when the camera is
-    rectified (no distortion coefficients, or all zero) and P is set, else K. Raises
-    ConversionError for an uncalibrated one (as the nodes do)."""
+    """The 3×3 intrinsics of a CameraInfo for its images: P's left 3×3 when the images are
+    rectified (no distortion coefficients, or all zero, and R = I) and P is set, else K.
+    Raises ConversionError for an uncalibrated one (as the nodes do)."""
     camera = camera_info_to_camera(info)
     d = np.asarray(info.d, dtype=np.float64).reshape(-1)
+    r = np.asarray(info.r, dtype=np.float64).reshape(-1)
     p = np.asarray(info.p, dtype=np.float64).reshape(-1)
-    if not np.any(d) and p.size == 12:
+    rectified = not np.any(d) and r.size == 9 and np.allclose(r, np.eye(3).reshape(-1))
+    if rectified and p.size == 12:
         p = p.reshape(3, 4)
         if np.isfinite(p).all() and p[0, 0] > 0 and p[1, 1] > 0:
             return p[:, :3].copy()
