@@ -454,3 +454,27 @@ def test_intrinsics_come_from_p_for_rectified_images_else_k(d, r, expected):
             x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
     np.testing.assert_array_equal(bags.camera_matrix(info),
                                   p[:, :3] if expected == "P" else k)
+
+
+KITTI_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kitti_dev"
+KITTI_DEV_DRIVE = KITTI_DEV / "2011_09_26" / "2011_09_26_drive_0023_sync"
+
+
+@pytest.mark.skipif(not KITTI_DEV_DRIVE.is_dir(),
+                    reason=f"kitti_dev not found at {KITTI_DEV} (see DESIGN.md)")
+def test_kitti_dev_becomes_a_bag_whose_lidar_comes_back_exactly(tmp_path):
+    # Real KITTI frames, projected scans only: the bag goes to tmp_path, never the repository.
+    out = tmp_path / "kitti_dev_bag"
+    result = convert_drive(KITTI_DEV_DRIVE, out, ConversionOptions(progress=False,
+                                                                   lidar_from_depth=2))
+    assert result.frames == 7
+    frames, drops = load_bag_frames([out], IMAGE, LIDAR, progress=False)
+    assert drops == {} and len(frames) == 7 and frames.rgb.shape[1:3] == (375, 1242)
+    pngs = sorted((KITTI_DEV_DRIVE / "proj_depth" / "velodyne_raw" / "image_02").glob("*.png"))
+    for i, png in enumerate(pngs):
+        np.testing.assert_array_equal(frames.sparse[i], read_depth_png(png))
+        assert 18_000 < (frames.sparse[i] > 0).sum() < 20_000
+    np.testing.assert_allclose(frames.K[0, 0, 0], 721.5377)
+    steps = np.linalg.norm(np.diff(frames.poses[:, :3, 3], axis=0), axis=1)
+    assert ((steps > 0.5) & (steps < 1.5)).all()  # ~9 m/s at 10 Hz, from the OXTS /tf
+    np.testing.assert_array_equal(frames.segments, np.zeros(7))
