@@ -375,8 +375,11 @@ def test_a_given_lidar_to_camera_replaces_tf_static(mcap_bag, tmp_path, drive):
 
 
 def test_without_a_lidar_topic_every_image_is_a_frame(mcap_bag):
-    frames, drops = load_bag_frames([mcap_bag], IMAGE, None, progress=False)
+    frames, drops = load_bag_frames(str(mcap_bag), IMAGE, None, progress=False)  # one bag
     assert len(frames) == FRAMES and drops == {} and not frames.sparse.any()
+    assert "lidar none" in frames.source
+    with pytest.raises(BagDataError, match="no bags given"):
+        load_bag_frames([], IMAGE, LIDAR)
 
 
 def test_transform_tree_interpolates_and_refuses_to_extrapolate_far():

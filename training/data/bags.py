@@ -494,6 +494,8 @@ def load_bag_frames(bags: Sequence[str | os.PathLike], image_topic: str,
     missing (the message lists the bag's topics), no CameraInfo, no LiDAR-to-camera transform,
     zero pairs, or bags of different image sizes.
     """
+    if isinstance(bags, (str, os.PathLike)):
+        bags = [bags]  # one bag, not a sequence of characters
     if not bags:
         raise BagDataError("no bags given")
     if lidar_to_camera is not None:
