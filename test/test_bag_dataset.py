@@ -154,6 +154,13 @@ def test_a_missing_cloud_drops_its_frame_and_splits_the_segment(mcap_bag, tmp_pa
     np.testing.assert_array_equal(frames.segments, [0, 0, 1])
 
 
+def test_a_bare_mcap_file_is_a_bag(mcap_bag):
+    reference, _ = _load(mcap_bag)
+    frames, drops = _load(next(mcap_bag.glob("*.mcap")))
+    assert drops == {} and frames.names == [f"drive_bag.mcap:{i}" for i in range(FRAMES)]
+    np.testing.assert_array_equal(frames.sparse, reference.sparse)
+
+
 def test_two_bags_never_share_a_segment(mcap_bag, tmp_path):
     other = shutil.copytree(mcap_bag, tmp_path / "second")
     frames, _ = load_bag_frames([mcap_bag, other], IMAGE, LIDAR, progress=False)
