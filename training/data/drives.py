@@ -316,9 +316,9 @@ def _describe(config: TrainConfig) -> str:
                          f"seeds {synthetic.seed}..{synthetic.seed + synthetic.drives - 1}"
                          + (f", LiDAR azimuth decimation {synthetic.azimuth_decimation}"
                             if synthetic.azimuth_decimation != 1 else ""))
-    for extra in data.extra_train:
+    for position, extra in enumerate(data.extra_train, start=1):
         synthetic = extra.synthetic
-        parts.append(f"train: drives under {extra.root}" if synthetic is None else
+        parts.insert(position, f"train: drives under {extra.root}" if synthetic is None else
                      f"train: {synthetic.drives} drives x {synthetic.frames} frames, seeds "
                      f"{synthetic.seed}..{synthetic.seed + synthetic.drives - 1}, "
                      f"{synthetic.camera_profile} cameras")
