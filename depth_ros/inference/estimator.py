@@ -94,9 +94,11 @@ class DepthEstimator:
             ``onnxruntime`` or ``torch``.
         num_threads: CPU inference threads; 0 = the runtime's default.
         input_size: network input (height, width), rounded to the model's stride; default:
-            the size the model was trained at. With ``preprocess="depth_anything_v2"`` the
-            smallest size: each frame keeps its aspect ratio and both sides reach at least
-            this (official ``input_size=518`` is (518, 518)).
+            the size the model was trained at. ``fixed`` models only (``canonical`` ones size
+            each frame by its focal length, ``native`` ones run at the camera's pixels).
+            With ``preprocess="depth_anything_v2"`` the smallest size: each frame keeps its
+            aspect ratio and both sides reach at least this (official ``input_size=518`` is
+            (518, 518)).
         preprocess: ``default`` (fixed network size, area/bilinear resizing) or
             ``depth_anything_v2``, which reproduces the official Depth Anything V2
             ``infer_image``: per-frame size from ``depth_anything_v2_input_size``, bicubic
