@@ -34,6 +34,7 @@ from depth_ros.weights import DEFAULT_MONO_MODEL  # noqa: E402
 
 KITTI_SIZE = (352, 1216)
 CAMERA_SIZE = (375, 1242)
+CAMERA_FX = 721.5
 # Projected returns of a 64-beam LiDAR in a KITTI camera image (about 5 % of its pixels).
 LIDAR_POINTS = 20_000
 # (name, width, height, fx) of the cameras the per-camera table runs.
@@ -75,21 +76,24 @@ def backends_here(model: Path) -> list[dict]:
     return chosen
 
 
-def time_model(model: Path, sizes: list[tuple[int, int]], threads: int, repeats: int,
+def time_model(model: Path, sizes: list[tuple[int, int] | None], threads: int, repeats: int,
                rgb: np.ndarray, sparse: np.ndarray | None) -> None:
-    """Print one table row per backend and size."""
-    for size in sizes:
-        image = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
-        net_sparse = None
-        if sparse is not None:
-            net_sparse = np.zeros((1, 1, *size), np.float32)
-            net_sparse[..., ::17] = 20.0
+    """Print one table row per backend and size (None: the size the model picks for the
+    camera, as canonical models do)."""
+    for wanted in sizes:
         for kwargs in backends_here(model):
             # A new estimator per size: the input size is fixed at construction.
-            estimator = DepthEstimator(model, num_threads=threads, input_size=size, **kwargs)
+            estimator = DepthEstimator(model, num_threads=threads, input_size=wanted, **kwargs)
+            size = estimator.network_size(*CAMERA_SIZE, CAMERA_FX)
+            image = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
+            net_sparse = None
+            if sparse is not None:
+                net_sparse = np.zeros((1, 1, *size), np.float32)
+                net_sparse[..., ::17] = 20.0
             backend = estimator._backend
             network = median_ms(lambda b=backend, x=image, s=net_sparse: b.run(x, s), repeats)
-            predict = median_ms(lambda e=estimator: e.predict(rgb, sparse), repeats)
+            predict = median_ms(lambda e=estimator: e.predict(rgb, sparse, fx=CAMERA_FX),
+                                repeats)
             print(f"{model.name:<24}{estimator.backend_name:<36}{size[1]:>5}x{size[0]:<4}"
                   f"{network:>12.1f}{predict:>12.1f}{1e3 / predict:>13.1f}")
 
@@ -140,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     rgb = rng.integers(0, 256, (*CAMERA_SIZE, 3), dtype=np.uint8)
     sparse = np.zeros(CAMERA_SIZE, np.float32)
     sparse[150::4, ::3] = rng.uniform(2, 60, sparse[150::4, ::3].shape)
-    train_size = DepthEstimator(args.model, device="cpu").metadata.train_input_size
+    mono = DepthEstimator(args.model, device="cpu")
+    # Canonical models pick their size from the camera (the KITTI camera's here).
+    mono_sizes = [None] if mono.resize_policy == "canonical" else [mono.input_size, KITTI_SIZE]
     with tempfile.TemporaryDirectory() as tmp:
         fusion = None
         if args.fusion_model.lower() != "none":
@@ -155,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
               f"of {args.repeats}")
         print(f"{'model':<24}{'backend':<36}{'input':>10}{'network ms':>12}{'predict ms':>12}"
               f"{'predict fps':>13}")
-        time_model(args.model, [train_size, KITTI_SIZE], args.threads, args.repeats, rgb,
-                   None)
+        time_model(args.model, mono_sizes, args.threads, args.repeats, rgb, None)
         if fusion is not None:
             time_model(fusion, [KITTI_SIZE], args.threads, args.repeats, rgb, sparse)
     time_cameras(args.model, args.threads, args.repeats, args.resize_policy)
