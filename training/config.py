@@ -15,6 +15,11 @@ from typing import Any
 
 import yaml
 
+from depth_ros.synthetic.drive import CAMERA_PROFILES
+
+# data.resize_policy: the ``fixed`` and ``canonical`` policies of depth_ros.models.metadata
+# (``native`` models, completion, train on fixed-size crops).
+RESIZE_POLICIES = ("fixed", "canonical")
 DATASETS = ("drives", "kitti_eigen", "kitti_completion", "nyu")
 REQUIRED_DATA_KEYS = {"drives": ("root",),
                       "kitti_eigen": ("train_split", "val_split", "raw_root", "depth_root"),
@@ -45,6 +50,19 @@ class SyntheticSplit:
     # real KITTI's density.
     azimuth_decimation: int = 2
     stereo: bool = True  # also render camera 03 (training reads camera 02 only)
+    # kitti: each drive's camera within ±5 % of KITTI's, at data.image_width × image_height;
+    # varied: each drive draws its own sensor size (4:3, 16:9, KITTI-wide), lens (45–100°
+    # horizontal field of view) and camera height (the engine's docs/engine.md).
+    camera_profile: str = "kitti"
+
+
+@dataclass
+class DriveSet:
+    """More training drives (``data.extra_train``): every drive under ``root``, rendered there
+    first by the data engine when ``synthetic`` is given (e.g. a varied-camera set)."""
+
+    root: str = ""
+    synthetic: SyntheticSplit | None = None
 
 
 @dataclass
@@ -89,6 +107,24 @@ class DataConfig:
     load_threads: int = 2  # threads decoding and resizing PNGs at start-up
     render_workers: int = 2  # processes rendering synthetic drives
     num_workers: int = 0  # DataLoader worker processes (augmentation); 0: in the trainer
+    # Training drives beside <root>/train, each under a root of its own (drives: the
+    # dataset's): [{root: DIR, synthetic: {drives: 32, frames: 10, seed: 5000,
+    # camera_profile: varied}}]; several cameras under one run. Their seeds must not overlap
+    # the validation seeds.
+    extra_train: list[DriveSet] = field(default_factory=list)
+    # How frames reach the network; the model's metadata says it (resize_policy).
+    # fixed: every frame resized to input_height × input_width (or cropped, crop: random),
+    #   depth expressed at the training frames' median focal length.
+    # canonical (drives only): frames kept at their own resolution; each training sample is
+    #   resized by s = canonical_focal_px / fx · u, u log-uniform in scale_jitter, then
+    #   cropped to input_height × input_width (padded where smaller: no ground truth there),
+    #   its depth expressed at canonical_focal_px. Validation frames are resized to fx =
+    #   canonical_focal_px, padded (bottom, right) to a multiple of val_pad_multiple (all to the
+    #   largest) and scored whole. crop, val_height and val_width are not used.
+    resize_policy: str = "fixed"
+    canonical_focal_px: float = 0.0  # the model's focal length (train_focal_px)
+    scale_jitter: list[float] = field(default_factory=lambda: [1.0, 1.0])  # [lo, hi] of u
+    val_pad_multiple: int = 32  # the model's stride (32: mono_cnn, mono_c2f, fusion models)
 
 
 @dataclass
@@ -272,11 +308,48 @@ class TrainConfig:
         if self.data.input_height < 1 or self.data.input_width < 1:
             raise ConfigError("data.input_height and data.input_width must be positive")
         self._validate_dataset()
-        train, val = self.data.synthetic, self.data.val_synthetic
-        if train and val and _overlap(train, val):
-            raise ConfigError(
-                f"validation seeds {val.seed}..{val.seed + val.drives - 1} overlap training "
-                f"seeds {train.seed}..{train.seed + train.drives - 1}")
+        self._validate_resize_policy()
+        splits = [("data.synthetic", self.data.synthetic)] + [
+            (f"data.extra_train[{i}].synthetic", extra.synthetic)
+            for i, extra in enumerate(self.data.extra_train)]
+        for key, split in [*splits, ("data.val_synthetic", self.data.val_synthetic)]:
+            if split is not None and split.camera_profile not in CAMERA_PROFILES:
+                raise ConfigError(f"{key}.camera_profile must be "
+                                  f"{' or '.join(CAMERA_PROFILES)}, got "
+                                  f"{split.camera_profile!r}")
+        for i, extra in enumerate(self.data.extra_train):
+            if not extra.root:
+                raise ConfigError(f"data.extra_train[{i}] needs a root directory")
+        val = self.data.val_synthetic
+        for _, train in splits:
+            if train and val and _overlap(train, val):
+                raise ConfigError(
+                    f"validation seeds {val.seed}..{val.seed + val.drives - 1} overlap "
+                    f"training seeds {train.seed}..{train.seed + train.drives - 1}")
+
+    def _validate_resize_policy(self) -> None:
+        data = self.data
+        if data.resize_policy not in RESIZE_POLICIES:
+            raise ConfigError(f"data.resize_policy must be {' or '.join(RESIZE_POLICIES)}, got "
+                              f"{data.resize_policy!r}")
+        if data.extra_train and data.dataset != "drives":
+            raise ConfigError("data.extra_train is for data.dataset drives")
+        if data.resize_policy != "canonical":
+            return
+        if data.dataset != "drives":
+            raise ConfigError(f"data.resize_policy canonical is for data.dataset drives, not "
+                              f"{data.dataset}")
+        if not data.canonical_focal_px > 0:
+            raise ConfigError(f"data.resize_policy canonical needs data.canonical_focal_px > 0 "
+                              f"(the model's focal length in pixels), got "
+                              f"{data.canonical_focal_px}")
+        jitter = data.scale_jitter
+        if len(jitter) != 2 or not 0 < jitter[0] <= jitter[1]:
+            raise ConfigError(f"data.scale_jitter must be [lo, hi] with 0 < lo <= hi, got "
+                              f"{jitter}")
+        if data.val_pad_multiple < 1:
+            raise ConfigError(f"data.val_pad_multiple must be at least 1, got "
+                              f"{data.val_pad_multiple}")
 
     def _validate_dataset(self) -> None:
         data = self.data

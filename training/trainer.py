@@ -152,6 +152,7 @@ class Trainer:
             # The same initial weights everywhere (DDP broadcasts rank 0's anyway), then a
             # random stream of its own for each rank's augmentation.
             torch.manual_seed(config.seed + self.dist.rank)
+        resize_policy = self._resize_policy()  # checked before minutes of data loading
         data = build_datasets(config, self.dist, needs_lidar(self.model))
         self.train_set, self.val_set = data.train, data.val
         self.pseudo_set = None
@@ -191,7 +192,7 @@ class Trainer:
             train_focal_px=round(data.canonical_focal_px, 4),
             train_data=config.train_data or data.description, version=config.version,
             model_kwargs=json.loads(json.dumps(config.model.kwargs)),
-            resize_policy=getattr(self.model, "resize_policy", "fixed"),
+            resize_policy=resize_policy,
             outputs=",".join(getattr(self.model, "outputs", ())))
         # Models with a confidence output train with the completion loss.
         self.completion = "confidence" in getattr(self.model, "outputs", ())
@@ -212,6 +213,25 @@ class Trainer:
         self.log = RunLog(self.run_dir, enabled=False)
         self._panel: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._pseudo_losses: list[float] = []  # per micro-batch, unweighted
+
+    def _resize_policy(self) -> str:
+        """The metadata's resize policy: the model's own (``native`` completion models), or
+        ``canonical`` when the data is (``data.resize_policy``), else ``fixed``."""
+        own = getattr(self.model, "resize_policy", "fixed")
+        data = self.config.data
+        if data.resize_policy != "canonical":
+            return own
+        if own != "fixed":
+            raise ConfigError(f"model {self.config.model.name!r} runs at the camera's own "
+                              f"resolution ({own}): data.resize_policy must be fixed")
+        stride = self.model.stride
+        if data.val_pad_multiple % stride or data.input_height % stride or (
+                data.input_width % stride):
+            raise ConfigError(f"data.input_height, input_width and val_pad_multiple must be "
+                              f"multiples of the model's stride {stride}, got "
+                              f"{data.input_height}, {data.input_width}, "
+                              f"{data.val_pad_multiple}")
+        return "canonical"
 
     def _load_initial_weights(self, path: str) -> None:
         """Start from another run's weights (``init_checkpoint``); a checkpoint of another
@@ -359,8 +379,10 @@ class Trainer:
         # Ground truth beyond the model's range becomes its bound (far buildings should read
         # "far", not be ignored); 0 is "no data" and stays out of the loss unless the data
         # says it means "far" (rendered sky), which must not come out as a near obstacle.
+        # Padding (canonical crops) is negative: no ground truth, not 'far'.
         if self.config.data.zero_depth_is_far:
-            depth = torch.where(depth > 0, depth, torch.full_like(depth, self.model.max_depth_m))
+            depth = torch.where(depth == 0, torch.full_like(depth, self.model.max_depth_m),
+                                depth)
         valid = depth > 0
         target = depth.clamp(self.model.min_depth_m, self.model.max_depth_m)
         loss = self.loss_fn(pred, target, valid)
@@ -385,7 +407,7 @@ class Trainer:
         outputs = {k: v.float() for k, v in outputs.items()}
         far = None
         if self.config.data.zero_depth_is_far:
-            far = depth <= 0
+            far = depth == 0  # padding (negative) is no ground truth, not far
             depth = torch.where(far, torch.full_like(depth, self.model.max_depth_m), depth)
         valid = depth > 0
         target = depth.clamp(self.model.min_depth_m, self.model.max_depth_m)

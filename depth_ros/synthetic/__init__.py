@@ -3,6 +3,7 @@ simulated 64-beam LiDAR and the rest of KITTI's rig, written as KITTI raw drives
 by seed."""
 
 from depth_ros.synthetic.drive import (
+    CAMERA_PROFILES,
     FRAME_PERIOD_S,
     KITTI_CAMERA,
     DrivePlan,
@@ -18,6 +19,7 @@ from depth_ros.synthetic.render import MAX_DEPTH_M, cast_rays, render_frame
 from depth_ros.synthetic.scene import BoxKind, Lighting, StreetLayout, StreetScene
 
 __all__ = [
+    "CAMERA_PROFILES",
     "FRAME_PERIOD_S",
     "KITTI_CAMERA",
     "MAX_DEPTH_M",

@@ -3,7 +3,10 @@ drives from the command line.
 
 Drive k of ``--drives N`` gets drive number ``--drive + k`` and seed ``--seed + k``. Complete
 drives with the same parameters are skipped, so an interrupted run picks up where it stopped;
-``--jobs`` renders that many drives at once in worker processes.
+``--jobs`` renders that many drives at once in worker processes. The camera is the
+``--camera-profile``'s (``kitti``: around KITTI's, at ``--width`` × ``--height``; ``varied``:
+each drive draws its sensor size, lens and height) or one ``--camera fx,fy,cx,cy,width,height``
+for every drive.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from depth_ros.synthetic.drive import write_synthetic_drive
+from depth_ros.geometry import PinholeCamera
+from depth_ros.synthetic.drive import CAMERA_PROFILES, check_camera, write_synthetic_drive
 
 CONTACT_SHEET_DIR = "contact_sheets"
 
@@ -36,8 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1,
                         help="drives rendered at once in worker processes")
     parser.add_argument("--date", default="2011_09_26", help="date directory, YYYY_MM_DD")
-    parser.add_argument("--width", type=int, default=1242, help="image width in pixels")
-    parser.add_argument("--height", type=int, default=375, help="image height in pixels")
+    parser.add_argument("--width", type=int, default=None,
+                        help="image width in pixels (kitti profile; default 1242)")
+    parser.add_argument("--height", type=int, default=None,
+                        help="image height in pixels (kitti profile; default 375)")
+    parser.add_argument("--camera-profile", choices=CAMERA_PROFILES, default="kitti",
+                        help="kitti: each drive's camera within ±5%% of KITTI's, resized to "
+                             "--width x --height; varied: each drive draws a 4:3, 16:9 or "
+                             "KITTI-wide sensor, a 45-100° horizontal field of view and a "
+                             "1.3-1.9 m camera height")
+    parser.add_argument("--camera", type=parse_camera, default=None,
+                        metavar="FX,FY,CX,CY,WIDTH,HEIGHT",
+                        help="one explicit camera for every drive (pixels); not with "
+                             "--width/--height or --camera-profile varied")
     parser.add_argument("--no-stereo", action="store_true", help="skip camera 03")
     parser.add_argument("--no-lidar", action="store_true",
                         help="skip the velodyne, its projections and OXTS")
@@ -57,6 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_camera(text: str) -> PinholeCamera:
+    """``fx,fy,cx,cy,width,height`` as a checked ``PinholeCamera`` (argparse type)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 6:
+        raise argparse.ArgumentTypeError(
+            f"expected fx,fy,cx,cy,width,height (six numbers), got {text!r}")
+    try:
+        fx, fy, cx, cy = (float(p) for p in parts[:4])
+        width, height = (int(p) for p in parts[4:])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected four numbers and two whole pixel counts, got {text!r}") from None
+    camera = PinholeCamera(fx, fy, cx, cy, width, height)
+    try:
+        check_camera(camera)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return camera
+
+
 def _write_one(args: argparse.Namespace, k: int, progress: bool, threads: int | None
                ) -> Path:
     path = write_synthetic_drive(
@@ -64,8 +99,8 @@ def _write_one(args: argparse.Namespace, k: int, progress: bool, threads: int | 
         date=args.date, width=args.width, height=args.height, progress=progress,
         stereo=not args.no_stereo, lidar=not args.no_lidar,
         azimuth_decimation=args.azimuth_decimation, lidar_motion_skew=args.lidar_motion_skew,
-        ideal_lidar=args.ideal_lidar,
-        threads=threads)
+        ideal_lidar=args.ideal_lidar, threads=threads, camera=args.camera,
+        camera_profile=args.camera_profile)
     if args.contact_sheet:
         # Imported here: only this option needs the picture code.
         from depth_ros.viz import drive_contact_sheet, write_png
@@ -83,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--drives and --jobs must be at least 1")
     if args.seed < 0 or args.drive < 0 or args.frames < 1:
         parser.error("--seed and --drive must be non-negative and --frames at least 1")
+    if args.camera is not None and (args.width is not None or args.height is not None):
+        parser.error("--camera sets the image size: leave out --width/--height")
+    if args.camera is not None and args.camera_profile != "kitti":
+        parser.error("--camera and --camera-profile varied exclude each other")
+    if args.camera_profile == "varied" and (args.width is not None or args.height is not None):
+        parser.error("--camera-profile varied draws each drive's image size: leave out "
+                     "--width/--height")
     progress = not args.no_progress
     paths: dict[int, Path] = {}
     try:

@@ -4,6 +4,12 @@ The rig is KITTI's: colour cameras 02 and 03 (0.54 m baseline), the velodyne and
 at their 2011_09_26 extrinsics (``rig.py``), all moving with the trajectory of camera 02. Each
 drive has its own intrinsics drawn around KITTI's (``drive_camera``), and the lane traffic
 drives: every frame is rendered and swept from the scene at the frame's time.
+
+Camera profiles: ``kitti`` (the default) draws each drive's camera within ±5 % of KITTI's;
+``varied`` draws a sensor size (4:3, 16:9 or KITTI-wide), a horizontal field of view from
+45° to 100° and a camera height from 1.3 m to 1.9 m, with the velodyne on KITTI's mount above
+it. An explicit ``camera`` shows the seed's scene, trajectory and traffic through that camera:
+the renderer casts one ray per pixel centre, so two cameras see exactly the same geometry.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import shutil
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -57,6 +63,19 @@ SKEW_SECTORS = 32
 _STREAM_TRAJECTORY = 5
 _STREAM_GEO = 7
 _STREAM_INTRINSICS = 9
+_STREAM_VARIED_CAMERA = 11
+CAMERA_PROFILES = ("kitti", "varied")
+# The varied profile's sensors (width, height): 4:3, 16:9 and KITTI-like wide. Each drive
+# draws one, a horizontal field of view (fx = fy: square pixels; wide lenses included, as
+# rectified), a principal point within ±2 % of the image size of its centre and a camera
+# height; the LiDAR keeps KITTI's mount relative to the camera (``rig.py``: 0.08 m above,
+# 0.27 m behind), so it rises and falls with it and its scans project as on KITTI.
+VARIED_SENSOR_SIZES = ((640, 480), (1024, 768), (1280, 720), (960, 540), (1242, 375))
+VARIED_HFOV_RANGE_DEG = (45.0, 100.0)
+VARIED_PRINCIPAL_OFFSET = 0.02
+VARIED_CAMERA_HEIGHT_RANGE_M = (1.3, 1.9)
+# Smallest image side a drive may have: below this nothing in a frame is recognisable.
+MIN_IMAGE_SIDE_PX = 8
 # Added to the frame index for camera 03's sensor noise, so it never repeats camera 02's.
 _RIGHT_NOISE_OFFSET = 1 << 20
 
@@ -78,6 +97,7 @@ class Trajectory:
     roll_rad: float = 0.0
     roll_period_s: float = 1.7
     bounce_m: float = 0.0
+    height_m: float = CAMERA_HEIGHT_M
 
     @classmethod
     def generate(cls, seed: int) -> Trajectory:
@@ -108,7 +128,7 @@ class Trajectory:
             2 * np.pi * time_s / self.yaw_period_s + self.yaw_phase)
         pitch = self.pitch_rad * np.sin(2 * np.pi * time_s / self.pitch_period_s)
         roll = self.roll_rad * np.sin(2 * np.pi * time_s / self.roll_period_s)
-        height = CAMERA_HEIGHT_M + self.bounce_m * np.sin(2 * np.pi * time_s / 0.7)
+        height = self.height_m + self.bounce_m * np.sin(2 * np.pi * time_s / 0.7)
         return CameraPose.from_euler((self.speed_mps * time_s, lateral, height), yaw, pitch, roll)
 
 
@@ -148,6 +168,86 @@ def drive_camera(seed: int, width: int = 1242, height: int = 375) -> PinholeCame
     return full if (width, height) == (full.width, full.height) else full.resized(width, height)
 
 
+def _varied_draw(seed: int) -> tuple[PinholeCamera, float]:
+    """(camera, camera height in metres) of ``seed``'s drive under the ``varied`` profile."""
+    rng = np.random.default_rng([seed, _STREAM_VARIED_CAMERA])
+    width, height = VARIED_SENSOR_SIZES[int(rng.integers(len(VARIED_SENSOR_SIZES)))]
+    hfov = np.radians(rng.uniform(*VARIED_HFOV_RANGE_DEG))
+    focal = float(width / 2 / np.tan(hfov / 2))
+    # Pixel centres are at integers: the image centre is ((w - 1) / 2, (h - 1) / 2).
+    cx = (width - 1) / 2 + float(rng.uniform(-1, 1)) * VARIED_PRINCIPAL_OFFSET * width
+    cy = (height - 1) / 2 + float(rng.uniform(-1, 1)) * VARIED_PRINCIPAL_OFFSET * height
+    camera_height = float(rng.uniform(*VARIED_CAMERA_HEIGHT_RANGE_M))
+    return PinholeCamera(focal, focal, cx, cy, width, height), camera_height
+
+
+def varied_drive_camera(seed: int) -> PinholeCamera:
+    """The camera of ``seed``'s drive under the ``varied`` profile (its own size and lens)."""
+    return _varied_draw(seed)[0]
+
+
+def drive_camera_height(seed: int, camera_profile: str = "kitti") -> float:
+    """Height of ``seed``'s camera above the road in metres (without the trajectory's bounce):
+    ``CAMERA_HEIGHT_M`` for the kitti profile, drawn for the varied one."""
+    _check_profile(camera_profile)
+    return CAMERA_HEIGHT_M if camera_profile == "kitti" else _varied_draw(seed)[1]
+
+
+def _check_profile(camera_profile: str) -> None:
+    if camera_profile not in CAMERA_PROFILES:
+        raise ValueError(f"camera_profile must be one of {', '.join(CAMERA_PROFILES)}, "
+                         f"got {camera_profile!r}")
+
+
+def check_camera(camera: PinholeCamera) -> None:
+    """Raise ``ValueError`` unless ``camera`` can render a drive: positive finite focal
+    lengths, a finite principal point and both image sides at least ``MIN_IMAGE_SIDE_PX``."""
+    values = (camera.fx, camera.fy, camera.cx, camera.cy)
+    if not all(np.isfinite(v) for v in values):
+        raise ValueError(f"camera intrinsics must be finite, got fx, fy, cx, cy = {values}")
+    if camera.fx <= 0 or camera.fy <= 0:
+        raise ValueError(f"camera focal lengths must be positive, got fx={camera.fx}, "
+                         f"fy={camera.fy}")
+    if int(camera.width) != camera.width or int(camera.height) != camera.height:
+        raise ValueError(f"camera image size must be whole pixels, got "
+                         f"{camera.width}x{camera.height}")
+    if min(camera.width, camera.height) < MIN_IMAGE_SIDE_PX:
+        raise ValueError(f"image size {camera.width}x{camera.height} is too small (each side "
+                         f"at least {MIN_IMAGE_SIDE_PX} px)")
+
+
+def resolve_camera(seed: int, width: int | None = None, height: int | None = None,
+                   camera: PinholeCamera | None = None, camera_profile: str = "kitti"
+                   ) -> tuple[PinholeCamera, float]:
+    """(camera, camera height in metres) of ``seed``'s drive.
+
+    An explicit ``camera`` wins (``width``/``height``, if given, must be its size; the
+    profile must be ``kitti``, whose rig height it keeps). The ``kitti`` profile draws
+    around KITTI's camera and resizes it to ``width`` × ``height`` (default 1242×375); the
+    ``varied`` profile draws the size itself, so ``width``/``height`` must be left out.
+    """
+    _check_profile(camera_profile)
+    if camera is not None:
+        if camera_profile != "kitti":
+            raise ValueError("give an explicit camera or camera_profile='varied', not both")
+        if (width is not None and width != camera.width) or (
+                height is not None and height != camera.height):
+            raise ValueError(f"width/height {width}x{height} disagree with the camera's "
+                             f"{camera.width}x{camera.height}; leave them out")
+        check_camera(camera)
+        return camera, CAMERA_HEIGHT_M
+    if camera_profile == "varied":
+        if width is not None or height is not None:
+            raise ValueError("the varied camera profile draws each drive's image size; "
+                             "leave width/height out")
+        return _varied_draw(seed)
+    width = KITTI_CAMERA.width if width is None else width
+    height = KITTI_CAMERA.height if height is None else height
+    if width < MIN_IMAGE_SIDE_PX or height < MIN_IMAGE_SIDE_PX:
+        raise ValueError(f"image size {width}x{height} is too small")
+    return drive_camera(seed, width, height), CAMERA_HEIGHT_M
+
+
 def _start_time_s(date: str, drive: int) -> float:
     """Early afternoon UTC of ``date`` (KITTI's ``YYYY_MM_DD``), later for later drives."""
     try:
@@ -157,14 +257,21 @@ def _start_time_s(date: str, drive: int) -> float:
     return day.timestamp() + 13 * 3600 + 120 * drive
 
 
-def plan_drive(num_frames: int, seed: int = 0, width: int = 1242, height: int = 375,
-               date: str = "2011_09_26", drive: int = 1) -> DrivePlan:
-    """The scene, camera, poses and timestamps of a synthetic drive (nothing is rendered)."""
+def plan_drive(num_frames: int, seed: int = 0, width: int | None = None,
+               height: int | None = None, date: str = "2011_09_26", drive: int = 1, *,
+               camera: PinholeCamera | None = None, camera_profile: str = "kitti"
+               ) -> DrivePlan:
+    """The scene, camera, poses and timestamps of a synthetic drive (nothing is rendered).
+
+    The camera and its height come from ``resolve_camera``; the scene, trajectory and traffic
+    depend on ``seed`` alone, so one seed seen through two cameras shows the same street.
+    """
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
-    if width < 8 or height < 8:
-        raise ValueError(f"image size {width}x{height} is too small")
+    camera, camera_height = resolve_camera(seed, width, height, camera, camera_profile)
     trajectory = Trajectory.generate(seed)
+    if camera_height != trajectory.height_m:
+        trajectory = replace(trajectory, height_m=camera_height)
     times = np.arange(num_frames) * FRAME_PERIOD_S
     travel = trajectory.speed_mps * times[-1]
     # Traffic moves: more street at both ends, so oncoming cars keep coming into view ahead
@@ -174,7 +281,6 @@ def plan_drive(num_frames: int, seed: int = 0, width: int = 1242, height: int = 
     scene = generate_street(seed, x_min_m=-40.0 - reach,
                             x_max_m=travel + VIEW_DISTANCE_M + reach,
                             ego_lane_clear_until_m=travel + 10.0)
-    camera = drive_camera(seed, width, height)
     return DrivePlan(scene, camera, trajectory, tuple(trajectory.pose(t) for t in times),
                      _start_time_s(date, drive) + times)
 
@@ -186,12 +292,21 @@ def drive_directory(root: str | os.PathLike, date: str = "2011_09_26", drive: in
 
 def _parameters(num_frames: int, seed: int, drive: int, date: str, width: int,
                 height: int, stereo: bool, lidar: bool, azimuth_decimation: int,
-                lidar_motion_skew: bool, ideal_lidar: bool = False
-                ) -> dict[str, int | str | bool]:
-    return {"engine_version": ENGINE_VERSION, "num_frames": num_frames, "seed": seed,
-            "drive": drive, "date": date, "width": width, "height": height, "stereo": stereo,
-            "lidar": lidar, "azimuth_decimation": azimuth_decimation,
-            "lidar_motion_skew": lidar_motion_skew, "ideal_lidar": ideal_lidar}
+                lidar_motion_skew: bool, ideal_lidar: bool = False,
+                camera: PinholeCamera | None = None, camera_profile: str = "kitti"
+                ) -> dict:
+    params = {"engine_version": ENGINE_VERSION, "num_frames": num_frames, "seed": seed,
+              "drive": drive, "date": date, "width": width, "height": height, "stereo": stereo,
+              "lidar": lidar, "azimuth_decimation": azimuth_decimation,
+              "lidar_motion_skew": lidar_motion_skew, "ideal_lidar": ideal_lidar}
+    # Only when not the default: a kitti drive's parameters, and so whether an existing drive
+    # counts as complete, are what they were before cameras could be chosen.
+    if camera_profile != "kitti":
+        params["camera_profile"] = camera_profile
+    if camera is not None:
+        params["camera"] = [float(camera.fx), float(camera.fy), float(camera.cx),
+                            float(camera.cy), int(camera.width), int(camera.height)]
+    return params
 
 
 def _frame_dirs(params: dict[str, int | str | bool]) -> list[tuple[str, str]]:
@@ -388,11 +503,12 @@ def _install(work: Path, drive_dir: Path, params: dict[str, int | str]) -> None:
 
 
 def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: int = 0,
-                          drive: int = 1, date: str = "2011_09_26", width: int = 1242,
-                          height: int = 375, progress: bool = True, *, stereo: bool = True,
-                          lidar: bool = True, azimuth_decimation: int = 2,
+                          drive: int = 1, date: str = "2011_09_26", width: int | None = None,
+                          height: int | None = None, progress: bool = True, *,
+                          stereo: bool = True, lidar: bool = True, azimuth_decimation: int = 2,
                           lidar_motion_skew: bool = False, ideal_lidar: bool = False,
-                          threads: int | None = None) -> Path:
+                          threads: int | None = None, camera: PinholeCamera | None = None,
+                          camera_profile: str = "kitti") -> Path:
     """Render a synthetic drive and write it in the KITTI raw layout; return its directory.
 
     Writes ``<root>/<date>/calib_{cam_to_cam,velo_to_cam,imu_to_velo}.txt`` (copies also go
@@ -412,7 +528,11 @@ def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: i
     the moving car instead and leaves it uncompensated, as KITTI's raw scans are (points a
     sweep apart, behind the car, disagree by the distance driven in 0.1 s). ``threads``
     frames are rendered at once (default: up to two, as cores allow; the output does not
-    depend on it). The cameras and the velodyne see a frame's scene at the frame time, when
+    depend on it). ``camera`` (explicit intrinsics and size) or ``camera_profile`` (``kitti``,
+    the default, at ``width`` × ``height``, default 1242×375; or ``varied``) choose the camera
+    (``resolve_camera``); it is written to ``calib_cam_to_cam.txt`` and, with a varied
+    profile's camera height, to ``depth_ros_synthetic.json``.
+    The cameras and the velodyne see a frame's scene at the frame time, when
     the velodyne faces forward (with motion skew, each of its sectors at its own time).
     The drive is built in a hidden directory beside it and renamed into place when complete;
     a complete drive with the same parameters is returned without rendering anything.
@@ -423,9 +543,11 @@ def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: i
                    else LidarModel.kitti(azimuth_decimation))
     outputs = _Outputs(stereo, lidar, lidar_model, lidar_motion_skew)
     drive_dir = drive_directory(root, date, drive)
-    params = _parameters(num_frames, seed, drive, date, width, height, stereo, lidar,
-                         azimuth_decimation, lidar_motion_skew, ideal_lidar)
-    plan = plan_drive(num_frames, seed, width, height, date, drive)
+    plan = plan_drive(num_frames, seed, width, height, date, drive, camera=camera,
+                      camera_profile=camera_profile)
+    params = _parameters(num_frames, seed, drive, date, plan.camera.width, plan.camera.height,
+                         stereo, lidar, azimuth_decimation, lidar_motion_skew, ideal_lidar,
+                         camera, camera_profile)
     calibs = _calibrations(plan, date)
 
     def write_date_calibs() -> None:
@@ -448,6 +570,8 @@ def write_synthetic_drive(root: str | os.PathLike, num_frames: int = 20, seed: i
         info = dict(params, speed_mps=plan.trajectory.speed_mps, frame_period_s=FRAME_PERIOD_S,
                     max_depth_m=MAX_DEPTH_M, camera_index=CAMERA_INDEX,
                     intrinsics=[plan.camera.fx, plan.camera.fy, plan.camera.cx, plan.camera.cy])
+        if camera_profile != "kitti":
+            info["camera_height_m"] = plan.trajectory.height_m
         # Written last: its presence with matching parameters is what marks a drive complete.
         kitti.write_bytes_atomic(work / PARAMS_FILE, json.dumps(info, indent=2).encode())
         write_date_calibs()

@@ -25,6 +25,9 @@ Sample = dict[str, np.ndarray]
 DEPTH_KEYS = ("depth", "sparse_depth")
 KB_CROP_HEIGHT = 352  # the KITTI benchmark crop (Garg/Eigen evaluation, BTS "kb_crop")
 KB_CROP_WIDTH = 1216
+# Ground truth of padding (canonical-camera samples smaller than the crop): outside the
+# frame, so never scored or trained on, not even as 'far' where 0 means far (rendered sky).
+PAD_DEPTH = -1.0
 
 
 def _size(sample: Sample) -> tuple[int, int]:
@@ -78,6 +81,36 @@ def resize(sample: Sample, width: int, height: int) -> Sample:
         out["sparse_depth"] = resize_sparse_depth(sample["sparse_depth"], width, height)
     out["K"] = PinholeCamera.from_K(sample["K"], src_w, src_h).resized(width, height).K
     return out
+
+
+def pad(sample: Sample, top: int, left: int, height: int, width: int) -> Sample:
+    """Place the sample at (top, left) in a ``height × width`` frame: RGB edge-replicated
+    (as the runtime pads), ground truth ``PAD_DEPTH``, sparse depth 0 ('no return'); the
+    principal point shifts."""
+    full_h, full_w = _size(sample)
+    if top < 0 or left < 0 or top + full_h > height or left + full_w > width:
+        raise ValueError(f"a {full_h}x{full_w} image does not fit in {height}x{width} at "
+                         f"({top}, {left})")
+    spans = ((top, height - top - full_h), (left, width - left - full_w))
+    out = dict(sample)
+    out["rgb"] = np.pad(sample["rgb"], (*spans, (0, 0)), mode="edge")
+    if "depth" in sample:
+        out["depth"] = np.pad(sample["depth"], spans, constant_values=PAD_DEPTH)
+    if "sparse_depth" in sample:
+        out["sparse_depth"] = np.pad(sample["sparse_depth"], spans)
+    K = sample["K"].astype(np.float64)  # noqa: N806
+    K[0, 2] += left
+    K[1, 2] += top
+    out["K"] = K
+    return out
+
+
+def resize_to_focal(sample: Sample, focal_px: float) -> Sample:
+    """Resize so that fx becomes ``focal_px`` (to the nearest whole image size, so fx comes
+    within half a pixel of the width's share of it; ``K`` says exactly)."""
+    height, width = _size(sample)
+    new_h, new_w = canonical_size(height, width, float(sample["K"][0, 0]), focal_px)
+    return sample if (new_w, new_h) == (width, height) else resize(sample, new_w, new_h)
 
 
 def _uniform(low: float, high: float) -> float:
@@ -134,6 +167,62 @@ class CenterCrop:
         full_h, full_w = _size(sample)
         return crop(sample, (full_h - self.height) // 2, (full_w - self.width) // 2,
                     self.height, self.width)
+
+
+class CanonicalResizeCrop:
+    """Canonical-camera training: resize by s = canonical_focal_px / fx · u, u log-uniform in
+    ``scale_jitter``, then take a uniformly placed ``height × width`` window: a crop where the
+    resized frame is larger, padding (``pad``) where it is smaller.
+
+    ``K`` follows, so ``DepthDataset`` expresses the depth at the canonical focal length
+    (depth · canonical / fx of the resized frame). Draws u, then the row and the column
+    offsets from torch's global generator.
+    """
+
+    def __init__(self, canonical_focal_px: float, scale_jitter: Sequence[float], height: int,
+                 width: int) -> None:
+        low, high = (float(v) for v in scale_jitter)
+        if not canonical_focal_px > 0 or not 0 < low <= high:
+            raise ValueError(f"need canonical_focal_px > 0 and 0 < lo <= hi, got "
+                             f"{canonical_focal_px}, {list(scale_jitter)}")
+        self.canonical_focal_px = float(canonical_focal_px)
+        self.log_range = (float(np.log(low)), float(np.log(high)))
+        self.height, self.width = height, width
+
+    def __call__(self, sample: Sample) -> Sample:
+        jitter = float(np.exp(_uniform(*self.log_range)))
+        sample = resize_to_focal(sample, self.canonical_focal_px * jitter)
+        full_h, full_w = _size(sample)
+        # Per axis: the window's start inside the frame (crop) or the frame's inside it (pad).
+        row = int(torch.randint(abs(full_h - self.height) + 1, ()).item())
+        col = int(torch.randint(abs(full_w - self.width) + 1, ()).item())
+        top, pad_top = (row, 0) if full_h >= self.height else (0, row)
+        left, pad_left = (col, 0) if full_w >= self.width else (0, col)
+        sample = crop(sample, top, left, min(full_h, self.height), min(full_w, self.width))
+        if full_h >= self.height and full_w >= self.width:
+            return sample
+        return pad(sample, pad_top, pad_left, self.height, self.width)
+
+
+class CanonicalResizePad:
+    """Canonical-camera validation: resize so fx is ``canonical_focal_px``, then pad bottom
+    and right to ``height × width`` (the whole frame is scored; the padding is not)."""
+
+    def __init__(self, canonical_focal_px: float, height: int, width: int) -> None:
+        self.canonical_focal_px = float(canonical_focal_px)
+        self.height, self.width = height, width
+
+    def __call__(self, sample: Sample) -> Sample:
+        return pad(resize_to_focal(sample, self.canonical_focal_px), 0, 0, self.height,
+                   self.width)
+
+
+def canonical_size(height: int, width: int, fx: float, canonical_focal_px: float
+                   ) -> tuple[int, int]:
+    """(height, width) of a ``height × width`` frame of focal ``fx`` resized so its focal
+    length becomes ``canonical_focal_px`` (``resize_to_focal``)."""
+    scale = canonical_focal_px / fx
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 class RandomHorizontalFlip:
