@@ -20,6 +20,8 @@ from depth_ros.synthetic.drive import plan_drive
 from depth_ros.synthetic.render import render_frame
 from depth_ros.weights import DEFAULT_MONO_MODEL
 
+pytestmark = pytest.mark.slow  # renders nine engine frames
+
 # The model under test: the bundled mono model.
 MODEL_PATH = DEFAULT_MONO_MODEL
 # Median relative difference of metric depth between two cameras on the pixels both see.

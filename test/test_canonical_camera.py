@@ -219,6 +219,12 @@ def test_without_fx_the_training_field_of_view_is_assumed_with_one_warning(
     np.testing.assert_array_equal(first, with_fx)
 
 
+def test_an_absurd_focal_length_is_one_clear_error() -> None:
+    """fx 20 px on a 1242-wide frame would ask for a 15000-column network input."""
+    with pytest.raises(ValueError, match="beyond 8192 px a side: is fx"):
+        estimator().predict(smooth_image(375, 1242), fx=20.0)
+
+
 def test_fixed_policy_is_unchanged_and_the_policy_can_be_overridden() -> None:
     """A fixed model (older files) squeezes every camera into its training size; the
     ``resize_policy`` argument runs it canonically (how the consistency test measures it)."""
@@ -294,6 +300,7 @@ def test_metadata_max_size_round_trips_and_older_files_load_as_fixed() -> None:
         canonical_metadata(max_input_height=384)
 
 
+@pytest.mark.slow
 def test_export_carries_the_policy_into_the_onnx_file(tmp_path: Path) -> None:
     """training/export.py writes the checkpoint's metadata, resize policy and maximum size
     included, into the ONNX file, and DepthEstimator runs it canonically."""

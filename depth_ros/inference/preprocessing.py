@@ -65,6 +65,11 @@ def round_to_stride(size: tuple[int, int], stride: int) -> tuple[int, int]:
     return tuple(max(stride, int(round(v / stride)) * stride) for v in size)
 
 
+# Largest side of a frame resized to the canonical focal: beyond it fx is wrong (a focal a
+# tenth of the training one asks for 10× the pixels), and resizing would exhaust memory.
+MAX_CANONICAL_SIDE = 8192
+
+
 def round_down_to_stride(size: tuple[int, int], stride: int) -> tuple[int, int]:
     """(height, width) rounded down to multiples of ``stride`` (at least one stride)."""
     return tuple(max(stride, int(v) // stride * stride) for v in size)
@@ -147,6 +152,11 @@ def canonical_plan(height: int, width: int, fx: float, train_focal_px: float, st
                          f"train_focal_px {train_focal_px}")
     s = train_focal_px / fx
     resized = (max(1, int(round(height * s))), max(1, int(round(width * s))))
+    if max(resized) > MAX_CANONICAL_SIDE:
+        raise ValueError(f"fx {fx:g} px resizes the {width}x{height} frame to "
+                         f"{resized[1]}x{resized[0]} for the canonical focal "
+                         f"{train_focal_px:g} px, beyond {MAX_CANONICAL_SIDE} px a side: is fx "
+                         "the focal length in pixels at this resolution?")
     padded = tuple(-(-v // stride) * stride for v in resized)
     if max_size is None:
         tile = padded
