@@ -326,3 +326,31 @@ def test_export_carries_the_policy_into_the_onnx_file(tmp_path: Path) -> None:
     assert est.resize_policy == "canonical" and est.max_input_size == (256, 512)
     depth = est.predict(smooth_image(720, 1280), fx=900.0)
     assert depth.shape == (720, 1280) and np.isfinite(depth).all()
+
+
+def test_a_tensorrt_engine_of_a_canonical_model_covers_every_camera(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """TensorRT engines have fixed size ranges: a canonical model's engine (fake TensorRT
+    here, as test_tensorrt_fakes) spans one stride to the metadata's maximum, so the VGA and
+    720p cameras' sizes run without a rebuild."""
+    pytest.importorskip("torch")
+    import onnx
+    from test_tensorrt_fakes import install
+
+    from depth_ros.weights import DEFAULT_MONO_MODEL
+
+    install(monkeypatch)
+    proto = onnx.load(str(DEFAULT_MONO_MODEL))
+    props = {p.key: p.value for p in proto.metadata_props}
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {**props, "resize_policy": "canonical",
+                                        "max_input_height": "256", "max_input_width": "512"})
+    model = tmp_path / "canonical.onnx"
+    onnx.save(proto, str(model))
+    est = DepthEstimator(model, backend="tensorrt", engine_cache=tmp_path / "engines")
+    image = est._backend.profile["image"]
+    assert (image.min, image.opt, image.max) == ((1, 3, 32, 32), (1, 3, 128, 416),
+                                                 (1, 3, 256, 512))
+    for height, width, fx in ((480, 640, 500.0), (720, 1280, 900.0), (375, 1242, 721.5)):
+        net = est.network_size(height, width, fx)
+        assert est._backend.set_shapes({"image": (1, 3, *net)}) == (1, 1, *net)
