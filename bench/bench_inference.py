@@ -7,8 +7,11 @@ DESIGN budget: the default model at 1216×352 through onnxruntime on 2 cores: �
 and the depth out (what the node pays per frame). Models: the bundled mono model, and a fusion
 model (``--fusion-model``; default: ``fusion_attention`` at its default size with random
 weights, exported here first: timing does not depend on the weights).
+Per camera (KITTI, 640×480, 1280×720, KITTI halved), the network size the mono model runs at
+(``canonical`` models: by the camera's focal length, tiles beyond the maximum size) and the
+``predict`` time through onnxruntime on the CPU; ``--resize-policy`` overrides the model's.
 Run: .venv/bin/python bench/bench_inference.py [--model PATH] [--fusion-model PATH|none]
-[--repeats N] [--threads N]
+[--repeats N] [--threads N] [--resize-policy fixed|canonical]
 """
 
 from __future__ import annotations
@@ -31,8 +34,12 @@ from depth_ros.weights import DEFAULT_MONO_MODEL  # noqa: E402
 
 KITTI_SIZE = (352, 1216)
 CAMERA_SIZE = (375, 1242)
+CAMERA_FX = 721.5
 # Projected returns of a 64-beam LiDAR in a KITTI camera image (about 5 % of its pixels).
 LIDAR_POINTS = 20_000
+# (name, width, height, fx) of the cameras the per-camera table runs.
+CAMERAS = (("kitti", 1242, 375, 721.5), ("vga", 640, 480, 500.0), ("720p", 1280, 720, 900.0),
+           ("kitti/2", 621, 188, 360.75))
 
 
 def export_fusion_model(directory: Path) -> Path:
@@ -69,23 +76,44 @@ def backends_here(model: Path) -> list[dict]:
     return chosen
 
 
-def time_model(model: Path, sizes: list[tuple[int, int]], threads: int, repeats: int,
+def time_model(model: Path, sizes: list[tuple[int, int] | None], threads: int, repeats: int,
                rgb: np.ndarray, sparse: np.ndarray | None) -> None:
-    """Print one table row per backend and size."""
-    for size in sizes:
-        image = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
-        net_sparse = None
-        if sparse is not None:
-            net_sparse = np.zeros((1, 1, *size), np.float32)
-            net_sparse[..., ::17] = 20.0
+    """Print one table row per backend and size (None: the size the model picks for the
+    camera, as canonical models do)."""
+    for wanted in sizes:
         for kwargs in backends_here(model):
             # A new estimator per size: the input size is fixed at construction.
-            estimator = DepthEstimator(model, num_threads=threads, input_size=size, **kwargs)
+            estimator = DepthEstimator(model, num_threads=threads, input_size=wanted, **kwargs)
+            size = estimator.network_size(*CAMERA_SIZE, CAMERA_FX)
+            image = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
+            net_sparse = None
+            if sparse is not None:
+                net_sparse = np.zeros((1, 1, *size), np.float32)
+                net_sparse[..., ::17] = 20.0
             backend = estimator._backend
             network = median_ms(lambda b=backend, x=image, s=net_sparse: b.run(x, s), repeats)
-            predict = median_ms(lambda e=estimator: e.predict(rgb, sparse), repeats)
+            predict = median_ms(lambda e=estimator: e.predict(rgb, sparse, fx=CAMERA_FX),
+                                repeats)
             print(f"{model.name:<24}{estimator.backend_name:<36}{size[1]:>5}x{size[0]:<4}"
                   f"{network:>12.1f}{predict:>12.1f}{1e3 / predict:>13.1f}")
+
+
+def time_cameras(model: Path, threads: int, repeats: int, resize_policy: str | None) -> None:
+    """Print the network size and the onnxruntime CPU ``predict`` time per camera."""
+    estimator = DepthEstimator(model, backend="onnxruntime", device="cpu", num_threads=threads,
+                               resize_policy=resize_policy)
+    print(f"per camera, {model.name}, resize policy {estimator.resize_policy}, "
+          f"{estimator.backend_name}")
+    print(f"{'camera':<10}{'frame':>11}{'fx':>8}{'network':>10}{'tiles':>7}{'predict ms':>12}")
+    rng = np.random.default_rng(0)
+    for name, width, height, fx in CAMERAS:
+        rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        net_h, net_w = estimator.network_size(height, width, fx)
+        tiles = (estimator.canonical_plan(height, width, fx).num_tiles
+                 if estimator.resize_policy == "canonical" else 1)
+        predict = median_ms(lambda e=estimator, x=rgb, f=fx: e.predict(x, fx=f), repeats)
+        print(f"{name:<10}{f'{width}x{height}':>11}{fx:>8.1f}{f'{net_w}x{net_h}':>10}"
+              f"{tiles:>7}{predict:>12.1f}")
 
 
 def time_fit(repeats: int) -> float:
@@ -107,13 +135,18 @@ def main(argv: list[str] | None = None) -> int:
                         ".pt beside it); 'none' to skip; default: export one here")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resize-policy", choices=("fixed", "canonical"), default=None,
+                        help="the per-camera table: run the mono model with this policy "
+                        "instead of its own")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (*CAMERA_SIZE, 3), dtype=np.uint8)
     sparse = np.zeros(CAMERA_SIZE, np.float32)
     sparse[150::4, ::3] = rng.uniform(2, 60, sparse[150::4, ::3].shape)
-    train_size = DepthEstimator(args.model, device="cpu").metadata.train_input_size
+    mono = DepthEstimator(args.model, device="cpu")
+    # Canonical models pick their size from the camera (the KITTI camera's here).
+    mono_sizes = [None] if mono.resize_policy == "canonical" else [mono.input_size, KITTI_SIZE]
     with tempfile.TemporaryDirectory() as tmp:
         fusion = None
         if args.fusion_model.lower() != "none":
@@ -128,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
               f"of {args.repeats}")
         print(f"{'model':<24}{'backend':<36}{'input':>10}{'network ms':>12}{'predict ms':>12}"
               f"{'predict fps':>13}")
-        time_model(args.model, [train_size, KITTI_SIZE], args.threads, args.repeats, rgb,
-                   None)
+        time_model(args.model, mono_sizes, args.threads, args.repeats, rgb, None)
         if fusion is not None:
             time_model(fusion, [KITTI_SIZE], args.threads, args.repeats, rgb, sparse)
+    time_cameras(args.model, args.threads, args.repeats, args.resize_policy)
     print(f"relative -> metric: robust scale-and-shift fit of {LIDAR_POINTS} LiDAR points "
           f"(20 % wrong): {time_fit(args.repeats):.1f} ms")
     return 0

@@ -149,6 +149,7 @@ class FrameProcessor:
         self.last_fit: dict[str, float | int | bool] | None = None
         self._info: dict[str, Any] | None = None
         self._said_once: set[str] = set()
+        self._input_key: tuple[int, int, float] | None = None
 
     @property
     def classical(self) -> bool:
@@ -176,8 +177,9 @@ class FrameProcessor:
         if self.classical and not (sparse_depth > 0).any():
             self._once(logs, "classical_no_lidar", "classical completion (IP-Basic) has no "
                        "LiDAR return in this frame: its depth is empty (NaN) until one comes")
-        prediction = self.estimator.predict_detailed(rgb, sparse_depth=sparse_depth,
-                                                     fx=float(K[0][0]))
+        fx = float(K[0][0])
+        prediction = self.estimator.predict_detailed(rgb, sparse_depth=sparse_depth, fx=fx)
+        self._note_input(rgb.shape[0], rgb.shape[1], fx, logs)  # after: fx was checked
         kind = prediction.kind
         fit = self._note_fit(prediction.fit, logs)
         depth = prediction.depth
@@ -208,6 +210,16 @@ class FrameProcessor:
         if want_colored:
             out.colored = self.colorize(depth, kind, options)
         return out
+
+    def _note_input(self, height: int, width: int, fx: float,
+                    logs: list[tuple[str, str]]) -> None:
+        """A line with the network size when the camera's resolution or focal changes (a
+        ``canonical`` model's input follows both)."""
+        describe = getattr(self.estimator, "describe_input", None)
+        if describe is None or self._input_key == (height, width, fx):
+            return
+        self._input_key = (height, width, fx)
+        logs.append(("info", describe(height, width, fx)))
 
     def _once(self, logs: list[tuple[str, str]], key: str, text: str) -> None:
         if key not in self._said_once:

@@ -265,10 +265,16 @@ def _open_tensorrt(path: Path, index: int, options: BackendOptions) -> Any:
         raise ModelLoadError(f"{path} is not an ONNX model: it does not parse as one "
                              f"({type(exc).__name__}: {one_line(exc)})") from exc
     size = round_to_stride(options.input_size or meta.train_input_size, meta.stride)
-    return TensorRTBackend(path, options.precision, input_size=size,
-                           min_size=options.tensorrt_min_size,
-                           max_size=options.tensorrt_max_size,
-                           cache_dir=options.engine_cache, device=index)
+    min_size, max_size = options.tensorrt_min_size, options.tensorrt_max_size
+    if (meta.resize_policy == "canonical" and meta.max_input_size is not None
+            and min_size is None and max_size is None):
+        # A canonical model meets each camera at its own size, never above the maximum
+        # (larger frames are tiled): one engine for every size up to it.
+        max_size = meta.max_input_size
+        min_size = (meta.stride, meta.stride)
+        size = tuple(min(v, m) for v, m in zip(size, max_size, strict=True))
+    return TensorRTBackend(path, options.precision, input_size=size, min_size=min_size,
+                           max_size=max_size, cache_dir=options.engine_cache, device=index)
 
 
 def _onnxruntime(path: Path, index: int, options: BackendOptions,

@@ -48,6 +48,10 @@ class ModelMetadata:
             (see ``RESIZE_POLICIES``).
         outputs: the graph's outputs in order, comma-separated; empty: the depth output alone
             (``depth`` or ``inverse_depth``). Completion models: ``depth,confidence``.
+        max_input_height: ``canonical`` models: the largest network input height, a multiple
+            of the stride; a frame whose canonical size is larger runs in overlapping tiles.
+            0 (older files, the default): no limit.
+        max_input_width: the same for the width.
     """
 
     architecture: str
@@ -64,6 +68,8 @@ class ModelMetadata:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     resize_policy: str = "fixed"
     outputs: str = ""
+    max_input_height: int = 0
+    max_input_width: int = 0
 
     def __post_init__(self) -> None:
         if not self.architecture:
@@ -89,6 +95,15 @@ class ModelMetadata:
         if self.resize_policy not in RESIZE_POLICIES:
             raise MetadataError(f"resize_policy must be one of {RESIZE_POLICIES}, got "
                                 f"{self.resize_policy!r}")
+        for name in ("max_input_height", "max_input_width"):
+            value = getattr(self, name)
+            if value < 0 or value % self.stride:
+                raise MetadataError(f"{name} must be 0 (no limit) or a positive multiple of "
+                                    f"the stride {self.stride}, got {value}")
+        if (self.max_input_height == 0) != (self.max_input_width == 0):
+            raise MetadataError("max_input_height and max_input_width are both 0 (no limit) "
+                                f"or both set, got {self.max_input_height} and "
+                                f"{self.max_input_width}")
         names = self.output_names
         primary = "depth" if self.output == "metric" else "inverse_depth"
         if names[0] != primary or any(n not in EXTRA_OUTPUTS for n in names[1:]) \
@@ -107,6 +122,13 @@ class ModelMetadata:
     def has_confidence(self) -> bool:
         """Whether the model outputs a per-pixel ``confidence``."""
         return "confidence" in self.output_names
+
+    @property
+    def max_input_size(self) -> tuple[int, int] | None:
+        """(height, width) of the largest network input (``canonical`` models), or None."""
+        if not self.max_input_height:
+            return None
+        return self.max_input_height, self.max_input_width
 
     @property
     def train_input_size(self) -> tuple[int, int]:
@@ -128,7 +150,8 @@ class ModelMetadata:
         """
         missing = [f.name for f in fields(cls) if f.name not in data
                    and f.name not in ("train_data", "version", "model_kwargs",
-                                      "resize_policy", "outputs")]
+                                      "resize_policy", "outputs", "max_input_height",
+                                      "max_input_width")]
         if missing:
             raise MetadataError(f"model metadata lacks {', '.join(missing)}")
         kwargs: dict[str, Any] = {}
