@@ -44,6 +44,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
 from tqdm import tqdm
 
+from depth_ros.bags.reading import BagError, bag_location
 from depth_ros.ros.entry import prepare_process, release
 
 NODE_NAME = "depth_ros_bag_play"
@@ -55,12 +56,11 @@ TF_STATIC_DEPTH = 100  # transient-local history: every static broadcaster's mes
 # 0.3 s bag lost). Wait this long after the count is reached (kitti_drive_publisher's
 # settle_s does the same).
 MATCH_SETTLE_S = 2.0
-STORAGE_FILES = (".mcap", ".db3")  # bare storage files rosbags (>= 0.11) reads on their own
 
 FLUSH_S = 0.5  # pause after the last message, before the player ends
 
 
-class BagPlayError(ValueError):
+class BagPlayError(BagError):
     """The bag or the options cannot be played."""
 
 
@@ -91,23 +91,6 @@ def message_class(msgtype: str) -> type | None:
         return getattr(importlib.import_module(f"{package}.{kind}"), name)
     except (ImportError, AttributeError):
         return None
-
-
-def bag_location(path: str | Path) -> Path:
-    """What ``ros2 bag play`` accepts: a bag directory (with ``metadata.yaml``) or one
-    storage file (``.mcap``, ``.db3``) on its own, e.g. an MCAP file copied out of its bag or
-    written by another tool. Raises ``BagPlayError`` for anything else."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "metadata.yaml").is_file():
-            raise BagPlayError(f"not a rosbag2 bag (no metadata.yaml in the directory): {path}")
-        return path
-    if not path.exists():
-        raise BagPlayError(f"no such bag: {path}")
-    if path.suffix not in STORAGE_FILES:
-        raise BagPlayError(f"not a rosbag2 bag: {path} is neither a bag directory nor a "
-                           f"{' or '.join(STORAGE_FILES)} file")
-    return path
 
 
 def parse_remap(text: str) -> tuple[str, str]:
@@ -400,7 +383,7 @@ def play_main(argv: list[str] | None = None) -> int:
     try:
         player = BagPlayer(node, args.bag, options)
         player.play()
-    except BagPlayError as exc:
+    except BagError as exc:
         node.get_logger().fatal(str(exc))
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):

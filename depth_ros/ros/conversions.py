@@ -7,13 +7,14 @@ REP 118 (depth as 32FC1 metres or 16UC1 millimetres with 0 for no data).
 rclpy stores every ``uint8[]`` field (``Image.data``, ``PointCloud2.data``) as an
 ``array.array('B')``, which exposes the buffer protocol: decoding is a numpy view on it, and
 encoding builds that ``array.array`` directly and hands it to the message without a further
-copy.
+copy. The decoders (``image_to_numpy``, ``image_to_rgb``, ``camera_info_to_camera``,
+``pointcloud2_to_array``) live in ``depth_ros.sensors.decode``, ROS-free, so that bags read
+with ``rosbags`` decode through the same code; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import array as pyarray
-from collections.abc import Sequence
 from functools import cache, lru_cache
 
 import cv2
@@ -25,6 +26,15 @@ from std_msgs.msg import Header
 
 from depth_ros.geometry import PinholeCamera, normalised_pixel_coordinates
 from depth_ros.inference.processor import depth_millimetres
+from depth_ros.sensors.decode import (
+    SUPPORTED_ENCODINGS,
+    ConversionError,
+    camera_info_to_camera,
+    encoding_layout,
+    image_to_numpy,
+    image_to_rgb,
+    pointcloud2_to_array,
+)
 
 __all__ = [
     "SUPPORTED_ENCODINGS",
@@ -38,44 +48,6 @@ __all__ = [
     "numpy_to_image",
     "pointcloud2_to_array",
 ]
-
-
-class ConversionError(ValueError):
-    """A message or array that cannot be converted; the message says what was wrong."""
-
-
-# encoding -> (element dtype, channels); byte order is applied per message.
-_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    "rgb8": (np.dtype(np.uint8), 3),
-    "bgr8": (np.dtype(np.uint8), 3),
-    "rgba8": (np.dtype(np.uint8), 4),
-    "bgra8": (np.dtype(np.uint8), 4),
-    "mono8": (np.dtype(np.uint8), 1),
-    "mono16": (np.dtype(np.uint16), 1),
-    "16UC1": (np.dtype(np.uint16), 1),
-    "32FC1": (np.dtype(np.float32), 1),
-}
-SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
-
-# Colour encodings a depth network can take, with the OpenCV conversion to RGB (None: as is).
-_TO_RGB: dict[str, int | None] = {
-    "rgb8": None,
-    "bgr8": cv2.COLOR_BGR2RGB,
-    "rgba8": cv2.COLOR_RGBA2RGB,
-    "bgra8": cv2.COLOR_BGRA2RGB,
-    "mono8": cv2.COLOR_GRAY2RGB,
-}
-
-_POINTFIELD_DTYPES: dict[int, np.dtype] = {
-    PointField.INT8: np.dtype(np.int8),
-    PointField.UINT8: np.dtype(np.uint8),
-    PointField.INT16: np.dtype(np.int16),
-    PointField.UINT16: np.dtype(np.uint16),
-    PointField.INT32: np.dtype(np.int32),
-    PointField.UINT32: np.dtype(np.uint32),
-    PointField.FLOAT32: np.dtype(np.float32),
-    PointField.FLOAT64: np.dtype(np.float64),
-}
 
 _DISTORTION_COEFFICIENTS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
 
@@ -114,28 +86,6 @@ def _fields(with_rgb: bool) -> list[PointField]:
     names = ("x", "y", "z", "rgb") if with_rgb else ("x", "y", "z")
     return [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
             for i, name in enumerate(names)]
-
-
-def _encoding_layout(encoding: str) -> tuple[np.dtype, int]:
-    try:
-        return _ENCODINGS[encoding]
-    except KeyError:
-        raise ConversionError(
-            f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
-        ) from None
-
-
-def _byte_view(data: object) -> np.ndarray:
-    """The message's byte buffer as a 1-D uint8 array, without a copy when it has a buffer."""
-    try:
-        return np.frombuffer(data, dtype=np.uint8)
-    except TypeError:
-        pass
-    # A plain list, as a hand-built message may hold: only this path copies.
-    try:
-        return np.asarray(data, dtype=np.uint8).reshape(-1)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ConversionError(f"data is not a byte sequence: {exc}") from None
 
 
 def _new_buffer(nbytes: int) -> tuple[pyarray.array, np.ndarray]:
@@ -191,39 +141,9 @@ def _copy_header(header: Header | None) -> Header:
                   frame_id=header.frame_id)
 
 
-def image_to_numpy(msg: Image) -> np.ndarray:
-    """Decode an Image to an H×W (one channel) or H×W×C array of the encoding's dtype.
-
-    When the data is in native byte order (as little-endian images are everywhere ROS runs) the
-    result is a view on ``msg.data`` that skips any row padding: no copy is made, and writing
-    to it writes to the message (and ``msg.data`` cannot be resized while it lives).
-    Big-endian multi-byte data is byte-swapped into a new array.
-    """
-    dtype, channels = _encoding_layout(msg.encoding)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ConversionError(f"zero-size image {width}×{height}")
-    pixel_bytes = dtype.itemsize * channels
-    if step < width * pixel_bytes:
-        raise ConversionError(f"step {step} < width {width} × {pixel_bytes} bytes")
-    data = _byte_view(msg.data)
-    if data.size != step * height:
-        raise ConversionError(f"data length {data.size} != step {step} × height {height}")
-    if dtype.itemsize > 1:
-        dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
-    if channels == 1:
-        shape, strides = (height, width), (step, dtype.itemsize)
-    else:
-        shape, strides = (height, width, channels), (step, pixel_bytes, dtype.itemsize)
-    image = np.ndarray(shape, dtype=dtype, buffer=data, strides=strides)
-    if not image.dtype.isnative:
-        image = image.astype(image.dtype.newbyteorder("="))
-    return image
-
-
 def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
     """Encode an H×W or H×W×C array as a little-endian Image with unpadded rows."""
-    dtype, channels = _encoding_layout(encoding)
+    dtype, channels = encoding_layout(encoding)
     array = np.asarray(array)
     if array.dtype.kind != dtype.kind or array.dtype.itemsize != dtype.itemsize:
         raise ConversionError(f"encoding {encoding!r} needs dtype {dtype.name}, "
@@ -252,20 +172,6 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     return msg
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """Decode a colour or mono8 Image to H×W×3 uint8 RGB, as the depth networks take it.
-
-    rgb8 comes back as a view on the message (no copy; row padding is skipped by the strides);
-    the other encodings are converted into a new contiguous array.
-    """
-    if msg.encoding not in _TO_RGB:
-        raise ConversionError(f"encoding {msg.encoding!r} is not a colour image; this node "
-                              f"wants one of {', '.join(_TO_RGB)}")
-    image = image_to_numpy(msg)
-    code = _TO_RGB[msg.encoding]
-    return image if code is None else cv2.cvtColor(image, code)
-
-
 def depth_to_image(depth_m: np.ndarray, header: Header | None,
                    encoding: str = "32FC1") -> Image:
     """Encode H×W depth in metres as REP 118 32FC1 (metres, as given) or 16UC1 millimetres.
@@ -282,24 +188,6 @@ def depth_to_image(depth_m: np.ndarray, header: Header | None,
     if encoding != "16UC1":
         raise ConversionError(f"depth encoding must be '32FC1' or '16UC1', got {encoding!r}")
     return numpy_to_image(depth_millimetres(depth), encoding, header)
-
-
-def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:
-    """The pinhole intrinsics of a CameraInfo, from its K matrix, width and height.
-
-    Binning and ROI (REP 104) are not applied: K must describe the image as published.
-    """
-    k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
-    if k.size != 9:
-        raise ConversionError(f"CameraInfo K has {k.size} elements, expected 9")
-    width, height = int(msg.width), int(msg.height)
-    if width == 0 or height == 0:
-        raise ConversionError(f"zero-size camera {width}×{height}")
-    fx, fy, cx, cy = k[0], k[4], k[2], k[5]
-    if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
-        raise ConversionError(f"CameraInfo K has fx={fx:g} fy={fy:g} cx={cx:g} cy={cy:g}; "
-                              "fx and fy must be finite and > 0 (uncalibrated camera?)")
-    return PinholeCamera.from_K(k.reshape(3, 3), width, height)
 
 
 def camera_to_camera_info(camera: PinholeCamera, header: Header | None,
@@ -369,57 +257,3 @@ def depth_to_pointcloud2(depth_m: np.ndarray, K: np.ndarray, header: Header | No
     _set_data(msg, buf)
     return msg
 
-
-def pointcloud2_to_array(msg: PointCloud2, field_names: Sequence[str] = ("x", "y", "z"),
-                         skip_nans: bool = False) -> np.ndarray:
-    """Read the named fields of every point as an N×len(field_names) float array.
-
-    Any layout is read through one structured view: field order and offsets, point and row
-    padding, organised or not, either byte order, all PointField datatypes (count 1). Points
-    come in row-major order (index v · width + u for organised clouds). The dtype is float32
-    when every field fits in it exactly (float32, 8- and 16-bit integers), float64 otherwise.
-    ``skip_nans`` drops points with NaN in any requested field.
-    """
-    names = tuple(field_names)
-    if not names:
-        raise ConversionError("no field names given")
-    by_name = {field.name: field for field in msg.fields}
-    missing = [name for name in names if name not in by_name]
-    if missing:
-        raise ConversionError(f"PointCloud2 has no field(s) {missing}; it has {list(by_name)}")
-    point_step, row_step = int(msg.point_step), int(msg.row_step)
-    height, width = int(msg.height), int(msg.width)
-    byte_order = ">" if msg.is_bigendian else "<"
-    formats: list[np.dtype] = []
-    for name in names:
-        field = by_name[name]
-        base = _POINTFIELD_DTYPES.get(field.datatype)
-        if base is None:
-            raise ConversionError(f"field {name!r} has unknown datatype {field.datatype}")
-        if field.count != 1:
-            raise ConversionError(f"field {name!r} has count {field.count}; only 1 is supported")
-        if field.offset + base.itemsize > point_step:
-            raise ConversionError(f"field {name!r} at offset {field.offset} "
-                                  f"({base.itemsize} bytes) overruns point_step {point_step}")
-        formats.append(base.newbyteorder(byte_order) if base.itemsize > 1 else base)
-    if width > 0 and row_step < width * point_step:
-        raise ConversionError(f"row_step {row_step} < width {width} × point_step {point_step}")
-    data = _byte_view(msg.data)
-    if data.size != row_step * height:
-        raise ConversionError(f"data length {data.size} != row_step {row_step} × "
-                              f"height {height}")
-    out_dtype = np.result_type(np.float32, *(fmt.newbyteorder("=") for fmt in formats))
-    if height * width == 0:
-        return np.empty((0, len(names)), dtype=out_dtype)
-    # Positional names, so that asking for one field twice still builds a valid dtype.
-    point = np.dtype({"names": [f"f{i}" for i in range(len(names))], "formats": formats,
-                      "offsets": [by_name[name].offset for name in names],
-                      "itemsize": point_step})
-    cloud = np.ndarray((height, width), dtype=point, buffer=data, strides=(row_step, point_step))
-    out = np.empty((height, width, len(names)), dtype=out_dtype)
-    for i in range(len(names)):
-        out[..., i] = cloud[f"f{i}"]
-    out = out.reshape(-1, len(names))
-    if skip_nans:
-        out = out[~np.isnan(out).any(axis=1)]
-    return out
