@@ -1,15 +1,5 @@
-"""Adapting a model to a robot's own recording (``data.dataset: bag``): the training loss of
-bag items and the report after training.
-
-The loss of a batch from ``training.data.adapt`` (bag frames and engine frames together,
-one forward pass):
-
-- engine frames: what normal training uses — SILog against the exact depth (mono; the
-  engine's 0 is sky, trained as the far bound) or the completion loss (fusion);
-- bag frames: the LiDAR as sparse supervision, occlusion-filtered (``training.selfsup``):
-  log-L1 (mono) or the completion loss with a share of the input returns held out and
-  supervised (fusion, ``loss.holdout_fraction``/``holdout_weight``); plus the photometric loss
-  against t−1 and t+1 (``loss.photometric_weight``) with edge-aware smoothness.
+"""Adapting a model to a robot's own recording (``data.dataset: bag``): the report after
+training (the loss of bag items is ``training.selfsup.bag_batch_loss``).
 
 After the last step (rank 0, ``finish_adaptation``): the initial and the adapted model are
 scored on the held-out bag frames against the LiDAR (mono: AbsRel and RMSE over every return;
@@ -23,91 +13,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from depth_ros.metrics import depth_metrics
 from depth_ros.models import create_model
-from training.losses import completion_loss, weighted_depth_loss
-from training.selfsup import occlusion_filter, photometric_loss, sparse_supervision_loss
-
-if TYPE_CHECKING:
-    from training.trainer import Trainer
 
 LOG = logging.getLogger("depth_ros.training")
 CARD_TEMPLATE = Path(__file__).with_name("adapt_model_card.md")
-
-
-def _zero(like: torch.Tensor) -> torch.Tensor:
-    return like.sum() * 0.0
-
-
-def adapt_loss(trainer: Trainer, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """The loss of one micro-batch of bag items (see the module docstring)."""
-    device = trainer.device
-    image, depth, sparse, sources, K, poses, ok, scale, is_bag = (  # noqa: N806
-        t.to(device, non_blocking=True) for t in batch)
-    model, loss_config = trainer.model, trainer.config.loss
-    low, high = model.min_depth_m, model.max_depth_m
-    bag, engine = is_bag, ~is_bag
-    fusion = trainer.completion
-    held = None
-    with torch.autocast(device.type, dtype=trainer.amp_dtype, enabled=trainer.amp):
-        if fusion:
-            given = sparse
-            if loss_config.holdout_fraction > 0:
-                held = (sparse > 0) & (torch.rand_like(sparse) < loss_config.holdout_fraction)
-                given = torch.where(held, torch.zeros_like(sparse), sparse)
-            outputs = trainer.net(image, given, aux=True)
-            outputs = {k: v.float() for k, v in outputs.items()}
-            pred = outputs["depth"]
-        else:
-            pred = trainer.net(image).float()
-    total = _zero(pred)
-    if engine.any():
-        target = depth[engine]
-        if fusion:
-            far = target <= 0
-            target = torch.where(far, torch.full_like(target, high), target)
-            terms = completion_loss({k: v[engine] for k, v in outputs.items()},
-                                    target.clamp(low, high), torch.ones_like(far), far,
-                                    loss_config.far_weight, loss_config.l2_weight,
-                                    loss_config.log_weight, loss_config.initial_weight,
-                                    loss_config.confidence_weight, model.confidence_threshold)
-            total = total + terms.total
-        else:
-            # Rendered depth: 0 is sky, trained as the far bound (as the engine's models).
-            target = torch.where(target > 0, target, torch.full_like(target, high))
-            total = total + trainer.loss_fn(pred[engine], target.clamp(low, high),
-                                            torch.ones_like(target, dtype=torch.bool))
-    if not bag.any():
-        return total
-    lidar = depth[bag]
-    keep = occlusion_filter(lidar, loss_config.occlusion_radius_px)
-    target = torch.where(keep, lidar, torch.ones_like(lidar)).clamp(low, high)
-    if fusion:
-        terms = completion_loss({k: v[bag] for k, v in outputs.items()}, target, keep, None,
-                                loss_config.far_weight, loss_config.l2_weight,
-                                loss_config.log_weight, loss_config.initial_weight,
-                                loss_config.confidence_weight, model.confidence_threshold)
-        sparse_term = terms.total
-        if held is not None and loss_config.holdout_weight > 0:
-            weight = (held[bag] & keep).to(pred.dtype)
-            sparse_term = sparse_term + loss_config.holdout_weight * weighted_depth_loss(
-                pred[bag], target, weight, loss_config.l2_weight, loss_config.log_weight)
-    else:
-        sparse_term = sparse_supervision_loss(pred[bag], target, keep,
-                                              loss_config.occlusion_radius_px)
-    total = total + loss_config.sparse_weight * sparse_term
-    if loss_config.photometric_weight > 0 and ok[bag].any():
-        # The model's depth is at its training focal length: back to metres for the warp.
-        metres = pred[bag] / scale[bag].view(-1, 1, 1, 1)
-        photo = photometric_loss(image[bag], sources[bag], metres, K[bag], poses[bag],
-                                 ok[bag], loss_config.smoothness_weight)
-        total = total + loss_config.photometric_weight * photo.total
-    return total
 
 
 # --- After training --------------------------------------------------------------------------
@@ -142,7 +57,7 @@ def score_on_bag(model: torch.nn.Module, val_set: Any) -> dict[str, float]:
     return out
 
 
-def initial_model(trainer: Trainer) -> torch.nn.Module:
+def initial_model(trainer: Any) -> torch.nn.Module:
     """The model as it was before adapting: the configured model with ``init_checkpoint``'s
     weights (or its own initialisation)."""
     from training.checkpoint import load_checkpoint
@@ -163,7 +78,7 @@ def camera_metadata(frames: Any) -> dict[str, str]:
             "camera_height": str(int(frames.rgb.shape[1]))}
 
 
-def finish_adaptation(trainer: Trainer, export: bool = True) -> dict[str, Any]:
+def finish_adaptation(trainer: Any, export: bool = True) -> dict[str, Any]:
     """Score the initial and the adapted model on the held-out bag frames, export the
     adapted one (``<run dir>/adapted.onnx``, with the camera's intrinsics), and write
     ``adapt_report.json`` and ``MODEL_CARD.md`` into the run directory; returns the report.
@@ -206,7 +121,7 @@ def _ranges(indices: list[int]) -> str:
     return ", ".join(parts)
 
 
-def model_card(report: dict[str, Any], trainer: Trainer) -> str:
+def model_card(report: dict[str, Any], trainer: Any) -> str:
     """``training/adapt_model_card.md`` filled in with the run's figures."""
     before, after = report["before"], report["after"]
     reference = ("every LiDAR return" if report["kind"] == "mono"

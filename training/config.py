@@ -360,6 +360,9 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         return dict(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is str and isinstance(value, int) and not isinstance(value, bool):
+        # YAML reads data.bag_frames=5 as a number; a frame list "5" is meant.
+        return str(value)
     if hint is float and isinstance(value, str):
         # YAML 1.1 (PyYAML) reads "3e-4" as a string: it needs a dot to be a float.
         try:

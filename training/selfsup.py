@@ -20,11 +20,14 @@ N×3×3 for the image size the loss runs at, poses N×4×4.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
+
+from training.losses import completion_loss, weighted_depth_loss
 
 SSIM_WEIGHT = 0.85  # monodepth2's α
 SMOOTHNESS_WEIGHT = 1e-3
@@ -209,6 +212,87 @@ def photometric_loss(target: torch.Tensor, sources: torch.Tensor, depth: torch.T
     smooth = smoothness_loss(depth, target)
     return PhotometricTerms(term + smoothness_weight * smooth, term, smooth,
                             float(used.float().mean()))
+
+
+# --- The loss of a batch of bag items ------------------------------------------------------
+
+
+def _zero(like: torch.Tensor) -> torch.Tensor:
+    return like.sum() * 0.0
+
+
+def bag_batch_loss(trainer: Any, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The loss of one micro-batch of ``training.data.adapt`` items (bag frames and engine
+    frames together, one forward pass of ``trainer.net``).
+
+    Engine frames: what normal training uses — ``trainer.loss_fn`` (SILog) against the exact
+    depth for mono models (the engine's 0 is sky, trained as the far bound), the completion
+    loss for fusion models. Bag frames: the occlusion-filtered LiDAR — log-L1 (mono), or the
+    completion loss with ``loss.holdout_fraction`` of the input returns withheld and
+    supervised with ``loss.holdout_weight`` (fusion) — times ``loss.sparse_weight``, plus
+    ``loss.photometric_weight`` × ``photometric_loss`` against t−1 and t+1.
+    """
+    device = trainer.device
+    image, depth, sparse, sources, K, poses, ok, scale, is_bag = (  # noqa: N806
+        t.to(device, non_blocking=True) for t in batch)
+    model, loss_config = trainer.model, trainer.config.loss
+    low, high = model.min_depth_m, model.max_depth_m
+    bag, engine = is_bag, ~is_bag
+    fusion = trainer.completion
+    held = None
+    with torch.autocast(device.type, dtype=trainer.amp_dtype, enabled=trainer.amp):
+        if fusion:
+            given = sparse
+            if loss_config.holdout_fraction > 0:
+                held = (sparse > 0) & (torch.rand_like(sparse) < loss_config.holdout_fraction)
+                given = torch.where(held, torch.zeros_like(sparse), sparse)
+            outputs = trainer.net(image, given, aux=True)
+            outputs = {k: v.float() for k, v in outputs.items()}
+            pred = outputs["depth"]
+        else:
+            pred = trainer.net(image).float()
+    total = _zero(pred)
+    if engine.any():
+        target = depth[engine]
+        if fusion:
+            far = target <= 0
+            target = torch.where(far, torch.full_like(target, high), target)
+            terms = completion_loss({k: v[engine] for k, v in outputs.items()},
+                                    target.clamp(low, high), torch.ones_like(far), far,
+                                    loss_config.far_weight, loss_config.l2_weight,
+                                    loss_config.log_weight, loss_config.initial_weight,
+                                    loss_config.confidence_weight, model.confidence_threshold)
+            total = total + terms.total
+        else:
+            # Rendered depth: 0 is sky, trained as the far bound (as the engine's models).
+            target = torch.where(target > 0, target, torch.full_like(target, high))
+            total = total + trainer.loss_fn(pred[engine], target.clamp(low, high),
+                                            torch.ones_like(target, dtype=torch.bool))
+    if not bag.any():
+        return total
+    lidar = depth[bag]
+    keep = occlusion_filter(lidar, loss_config.occlusion_radius_px)
+    target = torch.where(keep, lidar, torch.ones_like(lidar)).clamp(low, high)
+    if fusion:
+        terms = completion_loss({k: v[bag] for k, v in outputs.items()}, target, keep, None,
+                                loss_config.far_weight, loss_config.l2_weight,
+                                loss_config.log_weight, loss_config.initial_weight,
+                                loss_config.confidence_weight, model.confidence_threshold)
+        sparse_term = terms.total
+        if held is not None and loss_config.holdout_weight > 0:
+            weight = (held[bag] & keep).to(pred.dtype)
+            sparse_term = sparse_term + loss_config.holdout_weight * weighted_depth_loss(
+                pred[bag], target, weight, loss_config.l2_weight, loss_config.log_weight)
+    else:
+        sparse_term = log_l1_loss(pred[bag], target, keep)
+    total = total + loss_config.sparse_weight * sparse_term
+    if loss_config.photometric_weight > 0 and ok[bag].any():
+        # The model's depth is at its training focal length: back to metres for the warp.
+        metres = pred[bag] / scale[bag].view(-1, 1, 1, 1)
+        photo = photometric_loss(image[bag], sources[bag], metres, K[bag], poses[bag],
+                                 ok[bag], loss_config.smoothness_weight)
+        total = total + loss_config.photometric_weight * photo.total
+    return total
 
 
 # --- Scan-to-scan pose ----------------------------------------------------------------------

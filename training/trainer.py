@@ -33,7 +33,6 @@ from tqdm import tqdm
 
 from depth_ros.metrics import depth_metrics, mean_metrics
 from depth_ros.models import ModelMetadata, create_model
-from training.adapt import adapt_loss
 from training.checkpoint import (
     CheckpointError,
     link_checkpoint,
@@ -54,6 +53,7 @@ from training.pseudo.data import PseudoBatch, PseudoBatchStream, PseudoLabelFram
 from training.pseudo.labels import PseudoLabelError
 from training.pseudo.loss import pseudo_label_loss
 from training.run_log import RunLog, require_tensorboard
+from training.selfsup import bag_batch_loss
 from training.stopping import StopSignals, ignore_stop_signals, signal_name
 
 LOG = logging.getLogger("depth_ros.training")
@@ -340,7 +340,7 @@ class Trainer:
     def _loss(self, batch: Sequence[torch.Tensor], pseudo: PseudoBatch | None = None
               ) -> torch.Tensor:
         if self.adapting:
-            return adapt_loss(self, batch)
+            return bag_batch_loss(self, batch)
         inputs = network_inputs(self.model, batch, self.device)
         depth = batch[1].to(self.device, non_blocking=True)
         labelled = len(depth)

@@ -42,14 +42,16 @@ from depth_ros.inference.preprocessing import resize_rgb
 from depth_ros.kitti import KittiFormatError, find_drives
 from training.config import ConfigError, TrainConfig
 from training.data.drives import ensure_synthetic_drives, load_frames
+from training.data.holdout import holdout_mask
 from training.data.sources import DataSplits, DepthDataset
-from training.data.transforms import KBCrop, RandomCrop, TensorAugment
+from training.data.transforms import RandomCrop, TensorAugment
 from training.distributed import DistContext
 from training.selfsup import lidar_relative_pose, relative_pose
 
 LOG = logging.getLogger("depth_ros.training")
 SOURCE_OFFSETS = (-1, 1)
 VAL_EVERY = 10  # without data.bag_val_frames: every 10th frame is held out
+HOLDOUT_CAMERA = 2  # the seed of kitti_dev's draw for camera 02
 
 
 def parse_frame_spec(spec: str, count: int, what: str = "frames") -> list[int]:
@@ -106,26 +108,33 @@ def select_frames(config: TrainConfig, count: int) -> FrameSelection:
 def pair_poses(frames: Any, sources: set[int], progress: bool = True
                ) -> dict[tuple[int, int], np.ndarray]:
     """``(target, source) -> source_from_target`` for every frame and its neighbours within
-    a segment that may serve as sources: from the bag's poses, else by ICP of the LiDAR
-    (one ICP per consecutive pair; the other direction is its inverse). A pair ICP cannot
-    align is left out (a warning)."""
+    a segment that may serve as sources (in ``sources``): from the bag's poses where both
+    frames have one, else by ICP of their LiDAR (one ICP per consecutive pair; the other
+    direction is its inverse). A pair ICP cannot align is left out (a warning)."""
     count = len(frames.rgb)
     out: dict[tuple[int, int], np.ndarray] = {}
     pairs = [(i, i + 1) for i in range(count - 1)
              if frames.segments[i] == frames.segments[i + 1]
              and (i in sources or i + 1 in sources)]
-    for a, b in tqdm(pairs, desc="frame-to-frame poses", unit="pair", disable=not progress
-                     or frames.poses is not None):
-        if frames.poses is not None:
+
+    def known(i: int) -> bool:
+        return frames.poses is not None and bool(np.isfinite(frames.poses[i]).all())
+
+    icp_pairs = sum(1 for a, b in pairs if not (known(a) and known(b)))
+    for a, b in tqdm(pairs, desc="frame-to-frame poses (LiDAR ICP)", unit="pair",
+                     disable=not progress or icp_pairs == 0):
+        if known(a) and known(b):
             b_from_a = relative_pose(frames.poses[a], frames.poses[b])
-        else:
+        else:  # no odometry/TF for these frames: scan-to-scan
             try:
                 b_from_a = lidar_relative_pose(frames.sparse[a], frames.sparse[b], frames.K[a])
             except ValueError as exc:
                 LOG.warning("frames %d-%d: no photometric pair (%s)", a, b, exc)
                 continue
-        out[(a, b)] = b_from_a
-        out[(b, a)] = np.linalg.inv(b_from_a)
+        if b in sources:
+            out[(a, b)] = b_from_a
+        if a in sources:
+            out[(b, a)] = np.linalg.inv(b_from_a)
     return out
 
 
@@ -240,7 +249,7 @@ class MixedDataset(Dataset):
     def __getitem__(self, item: int) -> tuple[torch.Tensor, ...]:
         if item < len(self.bag):
             return self.bag[item]
-        assert self.engine is not None  # noqa: S101 - extra is 0 without one
+        assert self.engine is not None
         return self.engine[int(torch.randint(len(self.engine), ()).item())]
 
 
@@ -248,8 +257,9 @@ class BagValidation(Dataset):
     """Held-out bag frames for the trainer's validation: ``(image, LiDAR reference[, LiDAR
     input])`` in the model's depth units. Mono: the frame resized to the input size, scored
     against every return. Fusion: the bottom-centre crop at full resolution; kitti_dev's
-    protocol — 20 % of the returns (``training.evaluate.holdout_mask``) are withheld from
-    the input and are the reference."""
+    protocol — 20 % of the returns (``training.data.holdout.holdout_mask`` with camera 2's
+    draw: a KITTI drive's bag is scored as kitti_dev scores it) are withheld from the input
+    and are the reference."""
 
     def __init__(self, frames: Any, indices: list[int], height: int, width: int,
                  native: bool, train_focal_px: float) -> None:
@@ -268,8 +278,6 @@ class BagValidation(Dataset):
         return full_h - self.cropper.height, (full_w - self.cropper.width) // 2
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, ...]:
-        from training.evaluate import holdout_mask
-
         index = self.indices[item]
         rgb, sparse, K = self.cropper._cut(index, self.window())  # noqa: N806
         scale = 1.0 if self.native else self.cropper.train_focal_px / float(K[0, 0])
@@ -277,7 +285,7 @@ class BagValidation(Dataset):
         sparse = sparse * np.float32(scale)
         if not self.native:
             return image, torch.from_numpy(sparse)[None]
-        held = holdout_mask(index, 0, sparse > 0)
+        held = holdout_mask(index, HOLDOUT_CAMERA, sparse > 0)
         reference = np.where(held, sparse, 0.0).astype(np.float32)
         given = np.where(held, 0.0, sparse).astype(np.float32)
         return image, torch.from_numpy(reference)[None], torch.from_numpy(given)[None]
@@ -320,6 +328,8 @@ def load_bag(config: TrainConfig, dist: DistContext) -> tuple[Any, dict[str, int
         try:
             return load_bag_frames(data.bags, data.image_topic, data.lidar_topic,
                                    progress=progress, **kwargs)
+        except ConfigError:  # BagDataError: already one line naming what is wrong
+            raise
         except (ValueError, FileNotFoundError, KeyError) as exc:
             raise ConfigError(f"data.bags: {exc}") from exc
 

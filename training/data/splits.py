@@ -19,7 +19,8 @@ from training.distributed import DistContext
 
 Builder = Callable[[TrainConfig, DistContext, bool], DataSplits]
 BUILDERS: dict[str, Builder] = {"drives": drive_splits, "kitti_eigen": benchmark_splits,
-                                "kitti_completion": benchmark_splits, "nyu": benchmark_splits, "bag": bag_splits}
+                                "kitti_completion": benchmark_splits, "nyu": benchmark_splits,
+                                "bag": bag_splits}
 
 
 def build_datasets(config: TrainConfig, dist: DistContext, lidar: bool) -> DataSplits:
