@@ -276,3 +276,45 @@ def test_the_command_runs_under_torchrun_and_exports_with_the_camera(bag, tmp_pa
     assert K[0, 0] > 100 and K[2, 2] == 1.0
     assert props["architecture"] == "mono_cnn" and props["adapted_from"].endswith(".pt")
     assert "adapted.onnx" in (run / "MODEL_CARD.md").read_text()
+
+
+def test_the_fusion_model_adapts_with_native_crops_and_held_out_returns(bag, tmp_path) -> None:
+    from training.adapt import finish_adaptation
+    from training.trainer import Trainer
+
+    config = load_config(REPO / "config/train/adapt_bag_fusion.yaml", _overrides(
+        bag, tmp_path, "max_steps=3", "batch_size=2", "data.input_height=96",
+        "data.input_width=192", "val_every=100"))
+    trainer = Trainer(config, tmp_path / "run")
+    image, depth, sparse, sources, K, *_ = trainer.train_set[0]  # noqa: N806
+    assert image.shape == (3, 96, 192) and sources.shape == (2, 3, 96, 192)
+    # Native: the LiDAR in metres, not resampled (every return of the window kept).
+    assert torch.equal(depth, sparse) and 0 < float(sparse.max()) < 200
+    assert float(K[0, 0]) == pytest.approx(float(trainer.val_set.frames.K[0, 0, 0]))
+    # Validation: the bottom-centre crop; 20 % of its returns withheld from the input.
+    _, reference, given = trainer.val_set[0]
+    held, kept = int((reference > 0).sum()), int((given > 0).sum())
+    assert held > 0 and 0.15 < held / (held + kept) < 0.25
+    assert not ((reference > 0) & (given > 0)).any()
+    trainer.fit()
+    report = finish_adaptation(trainer, export=False)
+    assert report["kind"] == "fusion" and report["after"]["reference_returns"] > 0
+    for key in ("rmse", "mae"):
+        assert np.isfinite(report["before"][key]) and np.isfinite(report["after"][key])
+    assert "withheld" in (tmp_path / "run/MODEL_CARD.md").read_text()
+
+
+def test_engine_drives_are_mixed_into_the_steps(bag, drive, tmp_path) -> None:
+    from training.trainer import Trainer
+
+    (tmp_path / "mix").mkdir()
+    (tmp_path / "mix/train").symlink_to(drive.parent.parent, target_is_directory=True)
+    config = load_config(REPO / "config/train/adapt_bag.yaml", [*_overrides(
+        bag, tmp_path, "max_steps=2", "batch_size=4", "val_every=100"),
+        f"data.mix_engine_root={tmp_path / 'mix'}", "data.mix_engine_ratio=0.25"])
+    trainer = Trainer(config, tmp_path / "run")
+    assert len(trainer.train_set) == 9 + 3  # a quarter of the items are engine frames
+    item = trainer.train_set[10]
+    assert not bool(item[-1]) and item[0].shape == (3, HEIGHT, WIDTH)
+    assert float((item[1] > 0).float().mean()) > 0.5  # the engine's dense depth
+    assert trainer.fit()["abs_rel"] > 0
