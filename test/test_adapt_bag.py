@@ -318,3 +318,12 @@ def test_engine_drives_are_mixed_into_the_steps(bag, drive, tmp_path) -> None:
     assert not bool(item[-1]) and item[0].shape == (3, HEIGHT, WIDTH)
     assert float((item[1] > 0).float().mean()) > 0.5  # the engine's dense depth
     assert trainer.fit()["abs_rel"] > 0
+
+
+def test_extra_export_metadata_cannot_overwrite_the_models(tmp_path) -> None:
+    from training.export import ExportError, export_onnx
+
+    model, metadata = model_from_checkpoint(load_checkpoint(BUNDLED))
+    with pytest.raises(ExportError, match="overwrite the model's kind"):
+        export_onnx(model, metadata, tmp_path / "m.onnx", 128, 416, {"kind": "fusion"})
+    assert not (tmp_path / "m.onnx").exists()

@@ -119,6 +119,10 @@ def export_onnx(model: torch.nn.Module, metadata: ModelMetadata, path: str | os.
     if height % stride or width % stride:
         raise ExportError(f"export size {height}x{width} must be a multiple of the stride "
                           f"{stride}")
+    props = metadata.to_dict()
+    clash = sorted(set(extra_metadata or {}) & set(props))
+    if clash:
+        raise ExportError(f"extra metadata would overwrite the model's {', '.join(clash)}")
     path = Path(path)
     names = input_names(metadata)
     # Height and width as stride × a free integer: the graph states the stride contract. The
@@ -135,10 +139,6 @@ def export_onnx(model: torch.nn.Module, metadata: ModelMetadata, path: str | os.
     except Exception as exc:  # the exporter raises many types; all mean "no graph"
         raise ExportError(f"torch.onnx.export failed: {str(exc).splitlines()[0]}") from exc
     proto = program.model_proto
-    props = metadata.to_dict()
-    clash = sorted(set(extra_metadata or {}) & set(props))
-    if clash:
-        raise ExportError(f"extra metadata would overwrite the model's {', '.join(clash)}")
     onnx.helper.set_model_props(proto, {**props, **(extra_metadata or {})})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
