@@ -235,9 +235,9 @@ def _truncate_scan(d: Path) -> None:
     path.write_bytes(path.read_bytes()[:-5])
 
 
-def _extra_timestamp(d: Path) -> None:
+def _missing_timestamp(d: Path) -> None:
     path = d / "image_03" / "timestamps.txt"
-    path.write_text(path.read_text() + "2011-09-26 13:02:00.500000000\n")
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
 
 
 def _remove_frame_everywhere(d: Path) -> None:
@@ -291,7 +291,7 @@ def _replace_first(path: Path, key: str, value: str) -> None:
 @pytest.mark.parametrize("damage, names", [
     (_remove_velodyne_frame, ["velodyne_points/data", "0000000002"]),
     (_truncate_scan, ["0000000001.bin", "truncated"]),
-    (_extra_timestamp, ["image_03/timestamps.txt", "5 lines for 4 frames"]),
+    (_missing_timestamp, ["image_03/timestamps.txt", "3 lines for 4 frames"]),
     (_remove_frame_everywhere, ["image_02/data", "frame 0000000001 is missing"]),
     (_bad_calibration, ["calib_cam_to_cam.txt", "P_rect_03"]),
     (_remove_calib("calib_velo_to_cam.txt"),

@@ -3,11 +3,19 @@
 ``DriveSource`` opens a synced + rectified drive, picks its sensors, and raises one
 ``KittiFormatError`` naming the file for everything a conversion would otherwise stumble on
 half-way: a missing frame (a gap in the numbering, or a sensor without a frame the cameras
-have), a ``timestamps.txt`` whose line count differs from its frames, a truncated velodyne
+have), a ``timestamps.txt`` with fewer lines than its frames need, a truncated velodyne
 ``.bin``, a missing calibration key, a NaN or infinity in any calibration file, a
 missing ``calib_velo_to_cam.txt`` for a bag with the LiDAR or OXTS in it and a missing
 ``calib_imu_to_velo.txt`` for one with OXTS (without them /tf_static could not link those
 sensors to the cameras). Frame data are read later, one frame at a time.
+
+A drive without velodyne ``.bin`` files but with its projected scans
+(``proj_depth/velodyne_raw/image_0X``, as KITTI's depth-completion data and kitti_dev ship
+them) can give its LiDAR from those: ``lidar_from_depth=X`` back-projects each frame's
+projected scan through camera X's rectified intrinsics into a cloud in camera X's optical
+frame (REP 103), stamped as camera X's image. Projected again with the same intrinsics, each
+point lands on the pixel it came from with the depth it had (pixel centres at integer
+coordinates, as ``geometry.project_points`` rounds).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import numpy as np
 from numpy.lib import recfunctions
 
 from depth_ros.bags import topics
+from depth_ros.geometry import backproject_depth
 from depth_ros.kitti.calibration import read_rigid_transform
 from depth_ros.kitti.drives import KittiDrive
 from depth_ros.kitti.formats import (
@@ -137,11 +146,18 @@ def _check_same_frames(name: str, directory: Path, suffix: str, reference: list[
                                f"extra {extra})")
 
 
-def _stamps_for(path: Path, count: int) -> np.ndarray:
+def _stamps_for(path: Path, frames: list[str]) -> np.ndarray:
+    """The stamps of ``frames``: one line each, or, from a longer file, line N for frame N
+    (KITTI's numbering: subsets of a drive, such as KITTI_tiny's or the depth-completion
+    frames, keep the whole drive's ``timestamps.txt``)."""
     stamps = read_timestamps_ns(path)
-    if len(stamps) != count:
-        raise KittiFormatError(f"{path} has {len(stamps)} lines for {count} frames")
-    return stamps
+    if len(stamps) == len(frames):
+        return stamps
+    last = int(frames[-1])
+    if len(stamps) > last:
+        return stamps[[int(frame) for frame in frames]]
+    raise KittiFormatError(f"{path} has {len(stamps)} lines for {len(frames)} frames (numbered "
+                           f"up to {frames[-1]})")
 
 
 def read_finite_calib_file(path: Path) -> dict[str, np.ndarray | str]:
@@ -173,11 +189,15 @@ class DriveSource:
         oxts: include the OXTS GPS/IMU packets when the drive has them.
         groundtruth: include ``proj_depth/groundtruth`` depth where it exists.
         start, end: the frame range, as list indices (``end`` exclusive; None = to the end).
+        lidar_from_depth: a camera number (0-3): the LiDAR from that camera's projected scans
+            (``proj_depth/velodyne_raw/image_0X``) instead of ``velodyne_points`` (see the
+            module docstring); None: ``velodyne_points`` where the drive has it.
     """
 
     def __init__(self, path: str | os.PathLike, cameras: tuple[int, ...] | None = None,
                  lidar: bool = True, oxts: bool = True, groundtruth: bool = True,
-                 start: int = 0, end: int | None = None) -> None:
+                 start: int = 0, end: int | None = None,
+                 lidar_from_depth: int | None = None) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
             raise KittiFormatError(f"drive directory not found: {self.path}")
@@ -212,7 +232,7 @@ class DriveSource:
             if c not in projections:
                 raise KittiFormatError(f"{self.cam_to_cam_path}: P_rect_{c:02d} missing")
             width, height = _calib_matrix(cam_calib, f"S_rect_{c:02d}", 2, self.cam_to_cam_path)
-            stamps = _stamps_for(drive.image_dir.parent / "timestamps.txt", count)
+            stamps = _stamps_for(drive.image_dir.parent / "timestamps.txt", self.frames)
             left = projections.get(_STEREO_LEFT[c])
             self.cameras.append(CameraStream(c, drive, stamps, projections[c],
                                              int(round(width)), int(round(height)), left))
@@ -228,11 +248,14 @@ class DriveSource:
 
         self.velodyne_dir = self.path / VELODYNE_DIR / "data"
         self.velodyne_stamps_ns: np.ndarray | None = None
-        if lidar and self.velodyne_dir.is_dir():
+        self.depth_lidar: KittiDrive | None = None
+        if lidar and lidar_from_depth is not None:
+            self._use_projected_scans(lidar_from_depth, reference)
+        elif lidar and self.velodyne_dir.is_dir():
             _check_same_frames("velodyne", self.velodyne_dir, ".bin", self.frames,
                                reference.image_dir)
             self.velodyne_stamps_ns = _stamps_for(self.path / VELODYNE_DIR / "timestamps.txt",
-                                                  count)
+                                                  self.frames)
             for position in range(self.start, self.end):
                 check_velodyne_bin(self.velodyne_path(position))
         oxts_dir = self.path / OXTS_DIR / "data"
@@ -240,13 +263,41 @@ class DriveSource:
         self.oxts_packets: np.ndarray | None = None
         if oxts and oxts_dir.is_dir():
             _check_same_frames("oxts", oxts_dir, ".txt", self.frames, reference.image_dir)
-            self.oxts_stamps_ns = _stamps_for(self.path / OXTS_DIR / "timestamps.txt", count)
+            self.oxts_stamps_ns = _stamps_for(self.path / OXTS_DIR / "timestamps.txt", self.frames)
             self.oxts_packets = read_oxts_dir(oxts_dir)
         # The rig's links in /tf_static: the LiDAR (and the OXTS pose in /tf, which hangs off
         # imu_link) mean nothing without them, so a bag with those sensors needs the files.
-        self.velo_to_cam = self._transform(reference, VELO_TO_CAM,
-                                           self.has_lidar or self.has_oxts)
+        self.velo_to_cam = self._transform(
+            reference, VELO_TO_CAM, (self.has_lidar and self.depth_lidar is None) or self.has_oxts)
         self.imu_to_velo = self._transform(reference, IMU_TO_VELO, self.has_oxts)
+
+    def _use_projected_scans(self, camera: int, reference: KittiDrive) -> None:
+        """Take the LiDAR from camera ``camera``'s projected scans (checked like a sensor)."""
+        if camera not in topics.KITTI_CAMERAS:
+            raise ValueError(f"lidar_from_depth must be a camera number 0-3, got {camera}")
+        if camera not in self.projections:
+            raise KittiFormatError(f"{self.cam_to_cam_path}: P_rect_{camera:02d} missing (the "
+                                   "projected scans need that camera's intrinsics)")
+        scans = self._projected_dir(camera)
+        if not scans.is_dir():
+            raise KittiFormatError(f"no projected scans for camera {camera:02d}: {scans} not "
+                                   "found")
+        drive = KittiDrive(self.path, camera=camera)  # its timestamps.txt stamps the clouds
+        _check_same_frames("projected LiDAR", scans, ".png", self.frames, reference.image_dir)
+        self.velodyne_stamps_ns = _stamps_for(drive.image_dir.parent / "timestamps.txt",
+                                              self.frames)
+        self.depth_lidar = drive
+
+    def _projected_dir(self, camera: int) -> Path:
+        return self.path / "proj_depth" / "velodyne_raw" / f"image_{camera:02d}"
+
+    @property
+    def lidar_frame(self) -> str:
+        """The frame id of the clouds: the velodyne's, or the camera's whose projected scans
+        they come from."""
+        if self.depth_lidar is not None:
+            return topics.camera_frame(self.depth_lidar.camera)
+        return topics.VELODYNE_FRAME
 
     @staticmethod
     def _frame_range(start: int, end: int | None, count: int) -> tuple[int, int]:
@@ -294,8 +345,17 @@ class DriveSource:
         return self.velodyne_dir / f"{self.frames[position]}.bin"
 
     def scan(self, position: int) -> np.ndarray:
-        """N×4 float32 (x, y, z, reflectance) scan of a frame, in the velodyne frame."""
-        return read_velodyne_bin(self.velodyne_path(position))
+        """N×4 float32 (x, y, z, reflectance) scan of a frame, in ``lidar_frame``
+        (reflectance 0 for a scan back-projected from its projection, which has none)."""
+        if self.depth_lidar is None:
+            return read_velodyne_bin(self.velodyne_path(position))
+        camera = self.depth_lidar.camera
+        path = self._projected_dir(camera) / f"{self.frames[position]}.png"
+        depth = read_depth_png(path)
+        v, u = np.nonzero(depth > 0)
+        points = np.zeros((len(v), 4), dtype=np.float32)
+        points[:, :3] = backproject_depth(depth, self.projections[camera][:, :3])[v, u]
+        return points
 
     def first_stamp_ns(self) -> int:
         """The earliest stamp of any sensor in the selected range."""
@@ -316,14 +376,18 @@ class DriveSource:
                               np.linalg.inv(self.imu_to_velo)))
             links.append((topics.VELODYNE_FRAME, topics.REFERENCE_CAMERA_FRAME,
                           np.linalg.inv(self.r_rect_00 @ self.velo_to_cam)))
-        for cam in self.cameras:
-            if cam.index == 0:
+        placed = [cam.index for cam in self.cameras]
+        if self.depth_lidar is not None and self.depth_lidar.camera not in placed:
+            placed.append(self.depth_lidar.camera)  # the clouds' frame needs its link too
+        for index in placed:
+            if index == 0:
                 continue
             # P_rect_0X = K [I | t]: camera X's coordinates are camera 00's plus t.
-            offset = np.linalg.solve(cam.projection[:, :3], cam.projection[:, 3])
+            projection = self.projections[index]
+            offset = np.linalg.solve(projection[:, :3], projection[:, 3])
             link = np.eye(4)
             link[:3, 3] = -offset
-            links.append((topics.REFERENCE_CAMERA_FRAME, cam.frame_id, link))
+            links.append((topics.REFERENCE_CAMERA_FRAME, topics.camera_frame(index), link))
         return links
 
     def oxts_poses(self) -> np.ndarray:

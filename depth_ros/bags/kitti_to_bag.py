@@ -9,6 +9,10 @@ for each camera, ``camera<N>/depth_groundtruth`` (32FC1 metres, NaN = no data) w
 ``proj_depth/groundtruth`` has the frame, ``velo/pointcloud`` (x, y, z, intensity float32),
 ``oxts/imu`` and ``oxts/gps/fix`` from the OXTS packets; ``/tf_static`` with the rig's
 calibration (see ``depth_ros.bags.topics``) and ``/tf`` (world → imu_link) from OXTS.
+A drive with projected scans but no velodyne ``.bin`` files (kitti_dev, KITTI depth
+completion) gives ``velo/pointcloud`` with ``--lidar-from-projected-depth [CAMERA]``: each
+projected scan back-projected into a cloud in that camera's optical frame, stamped as its image
+(``DriveSource``).
 
 The drive is checked before anything is written, and the bag is built beside the output and
 renamed into place when complete: an existing output is an error unless ``--overwrite``, and
@@ -81,6 +85,7 @@ class ConversionOptions:
     overwrite: bool = False
     progress: bool = True
     jobs: int = 2  # frames read (PNG decoding) in parallel
+    lidar_from_depth: int | None = None  # camera whose projected scans give the LiDAR
 
 
 @dataclass
@@ -141,7 +146,7 @@ class _FrameBuilder:
         if source.velodyne_stamps_ns is not None:
             stamp = int(source.velodyne_stamps_ns[position])
             out.append((names.pointcloud, stamp, messages.pointcloud_message(
-                source.scan(position), stamp, topics.VELODYNE_FRAME)))
+                source.scan(position), stamp, source.lidar_frame)))
         if self.poses is not None:
             out.extend(self._oxts(position))
         # Stable: at equal stamps the order above (camera_info before its image) stays.
@@ -212,7 +217,8 @@ def convert_drive(drive_path: str | Path, output: str | Path,
     started = time.monotonic()
     names = topics.BagTopics(options.prefix)
     source = DriveSource(drive_path, options.cameras, lidar=options.lidar, oxts=options.oxts,
-                         groundtruth=options.groundtruth, start=options.start, end=options.end)
+                         groundtruth=options.groundtruth, start=options.start, end=options.end,
+                         lidar_from_depth=options.lidar_from_depth)
     build = _FrameBuilder(source, names)
     output = Path(output)
     counts: Counter[str] = Counter()
@@ -263,6 +269,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--start", type=int, default=0, help="first frame (index)")
     parser.add_argument("--end", type=int, default=None, help="frame to stop before")
     parser.add_argument("--no-lidar", action="store_true", help="leave the velodyne out")
+    parser.add_argument("--lidar-from-projected-depth", type=int, nargs="?", const=2,
+                        default=None, metavar="CAMERA",
+                        help="no velodyne .bin files: back-project camera CAMERA's (default 2) "
+                        "proj_depth/velodyne_raw scans into a cloud in its optical frame")
     parser.add_argument("--no-oxts", action="store_true", help="leave /tf, IMU and GPS out")
     parser.add_argument("--no-groundtruth", action="store_true",
                         help="leave proj_depth/groundtruth out")
@@ -279,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         cameras=tuple(args.cameras) if args.cameras else None, start=args.start, end=args.end,
         lidar=not args.no_lidar, oxts=not args.no_oxts, groundtruth=not args.no_groundtruth,
         prefix=args.prefix, storage=args.storage, compression=args.compression,
-        overwrite=args.overwrite, progress=not args.no_progress, jobs=max(1, args.jobs))
+        overwrite=args.overwrite, progress=not args.no_progress, jobs=max(1, args.jobs),
+        lidar_from_depth=args.lidar_from_projected_depth)
     try:
         result = convert_drive(args.drive, args.output, options)
     except (KittiFormatError, FileExistsError, ValueError) as exc:

@@ -130,6 +130,7 @@ class _BagPart:
     poses: np.ndarray | None
     drops: dict[str, int]
     note: str
+    period_ns: float  # the slower sensor's period: the expected step between frames
 
 
 def default_camera_info_topic(image_topic: str) -> str:
@@ -154,13 +155,15 @@ def decode_image(msg: Any) -> np.ndarray:
 
 
 def camera_matrix(info: Any) -> np.ndarray:
-    """The 3×3 intrinsics of a CameraInfo for its images: P's left 3×3 when the camera is
-    rectified (no distortion coefficients, or all zero) and P is set, else K. Raises
-    ConversionError for an uncalibrated one (as the nodes do)."""
+    """The 3×3 intrinsics of a CameraInfo for its images: P's left 3×3 when the images are
+    rectified (no distortion coefficients, or all zero, and R = I) and P is set, else K.
+    Raises ConversionError for an uncalibrated one (as the nodes do)."""
     camera = camera_info_to_camera(info)
     d = np.asarray(info.d, dtype=np.float64).reshape(-1)
+    r = np.asarray(info.r, dtype=np.float64).reshape(-1)
     p = np.asarray(info.p, dtype=np.float64).reshape(-1)
-    if not np.any(d) and p.size == 12:
+    rectified = not np.any(d) and r.size == 9 and np.allclose(r, np.eye(3).reshape(-1))
+    if rectified and p.size == 12:
         p = p.reshape(3, 4)
         if np.isfinite(p).all() and p[0, 0] > 0 and p[1, 1] > 0:
             return p[:, :3].copy()
@@ -206,6 +209,8 @@ class _BagReader:
                      if options.lidar_topic else None)
         self.images = self.clouds = 0
         self.size: tuple[int, int] | None = None
+        self.image_stamps: list[int] = []
+        self.cloud_stamps: list[int] = []
 
     def _connections(self, reader: AnyReader) -> list:
         o = self.options
@@ -280,6 +285,7 @@ class _BagReader:
     def _image(self, msg: Any, info: Any) -> None:
         index = self.images
         self.images += 1
+        self.image_stamps.append(_stamp_ns(msg.header))
         if info is None:
             self.drops["no_camera_info"] += 1
             return
@@ -304,6 +310,7 @@ class _BagReader:
 
     def _cloud(self, msg: Any) -> None:
         self.clouds += 1
+        self.cloud_stamps.append(_stamp_ns(msg.header))
         try:
             points = finite_points(pointcloud2_to_array(msg, ("x", "y", "z")))
         except ConversionError:
@@ -329,7 +336,7 @@ class _BagReader:
         try:
             return self.tree.lookup(camera_frame, lidar_frame, static_only=True)
         except TransformTreeError as exc:
-            where = ("the bag has no /tf_static" if not self.tree.frames else str(exc))
+            where = "the bag has no /tf_static" if not self.tree.static_links() else str(exc)
             raise BagDataError(f"bag {self.name}: no LiDAR-to-camera transform from "
                                f"{lidar_frame!r} to {camera_frame!r} ({where}); give "
                                "lidar_to_camera (a 4×4)") from None
@@ -365,7 +372,9 @@ class _BagReader:
         stamps = np.array([p[0].stamp_ns for p in self.pairs], dtype=np.int64)
         index = np.array([p[0].index for p in self.pairs], dtype=np.int64)
         poses, note = self._poses(stamps, self.pairs[0][0].frame_id)
-        return _BagPart(rgb, K, sparse, stamps, index, poses, dict(self.drops), note)
+        # Pairs come no closer than the slower sensor's period: a longer step is a gap.
+        period = max(_period(self.image_stamps), _period(self.cloud_stamps))
+        return _BagPart(rgb, K, sparse, stamps, index, poses, dict(self.drops), note, period)
 
     def _poses(self, stamps: np.ndarray, camera_frame: str) -> tuple[np.ndarray | None, str]:
         o = self.options
@@ -419,7 +428,7 @@ def _save(cache: Path, part: _BagPart) -> None:
               "has_poses": np.array(part.poses is not None),
               "drop_reasons": np.array(list(part.drops), dtype=str),
               "drop_counts": np.array(list(part.drops.values()), dtype=np.int64),
-              "note": np.array(part.note)}
+              "note": np.array(part.note), "period_ns": np.array(part.period_ns)}
     # Sparse depth is mostly zeros: compressed, a frame's cache is about its image's size.
     write_atomic(cache, lambda f: np.savez_compressed(f, **arrays), durable=False)
 
@@ -431,19 +440,28 @@ def _load(cache: Path) -> _BagPart | None:
                             z["poses"] if bool(z["has_poses"]) else None,
                             dict(zip(z["drop_reasons"].tolist(),
                                      z["drop_counts"].tolist(), strict=True)),
-                            str(z["note"]))
+                            str(z["note"]), float(z["period_ns"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None  # unreadable (a foreign or damaged file): decode the bag again
 
 
-def _segments(stamps: np.ndarray, max_gap_s: float) -> np.ndarray:
+def _period(stamps: list[int]) -> float:
+    """A stream's period from its stamps: a lost message only lengthens a step, so the lower
+    quartile of the steps measures it even where a fair share of them is lost."""
+    steps = np.diff(np.sort(np.asarray(stamps, dtype=np.int64)))
+    steps = steps[steps > 0]
+    return float(np.percentile(steps, 25)) if len(steps) else 0.0
+
+
+def _segments(stamps: np.ndarray, period_ns: float, max_gap_s: float) -> np.ndarray:
     """Local segment ids: a step back in time, over ``max_gap_s`` or over
-    ``SEGMENT_GAP_FACTOR`` × the bag's median step starts a new one."""
+    ``SEGMENT_GAP_FACTOR`` × the sensors' period (a frame lost between) starts a new one."""
     if len(stamps) < 2:
         return np.zeros(len(stamps), dtype=np.int64)
     steps = np.diff(stamps)
-    typical = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0
-    gap = (steps <= 0) | (steps > max_gap_s * 1e9) | (steps > SEGMENT_GAP_FACTOR * typical)
+    gap = (steps <= 0) | (steps > max_gap_s * 1e9)
+    if period_ns > 0:
+        gap |= steps > SEGMENT_GAP_FACTOR * period_ns
     return np.concatenate([[0], np.cumsum(gap)]).astype(np.int64)
 
 
@@ -476,6 +494,8 @@ def load_bag_frames(bags: Sequence[str | os.PathLike], image_topic: str,
     missing (the message lists the bag's topics), no CameraInfo, no LiDAR-to-camera transform,
     zero pairs, or bags of different image sizes.
     """
+    if isinstance(bags, (str, os.PathLike)):
+        bags = [bags]  # one bag, not a sequence of characters
     if not bags:
         raise BagDataError("no bags given")
     if lidar_to_camera is not None:
@@ -494,7 +514,8 @@ def load_bag_frames(bags: Sequence[str | os.PathLike], image_topic: str,
         except BagError as exc:
             raise BagDataError(str(exc)) from None
         name = path.name
-        cache = _cache_path(Path(cache_dir), path, options) if cache_dir is not None else None
+        cache = (_cache_path(Path(cache_dir).expanduser(), path, options)
+                 if cache_dir is not None else None)
         part = _load(cache) if cache is not None and cache.is_file() else None
         if part is None:
             part = _BagReader(path, name, options, progress).read()
@@ -510,7 +531,7 @@ def load_bag_frames(bags: Sequence[str | os.PathLike], image_topic: str,
     segments, names, offset = [], [], 0
     for name, part in parts:
         drops.update(part.drops)
-        local = _segments(part.stamps_ns, options.max_gap_s)
+        local = _segments(part.stamps_ns, part.period_ns, options.max_gap_s)
         segments.append(local + offset)
         offset += int(local.max()) + 1
         names += [f"{name}:{i}" for i in part.image_index.tolist()]
@@ -519,17 +540,18 @@ def load_bag_frames(bags: Sequence[str | os.PathLike], image_topic: str,
     if have_poses:
         poses = np.concatenate([part.poses if part.poses is not None
                                 else np.full((len(part.stamps_ns), 4, 4), np.nan)
-                                for _, part in parts])
+                                for _, part in parts])  # NaN: that bag has none
         missing = int(np.isnan(poses[:, 0, 0]).sum())
         if missing:
             drops["no_pose"] += missing
     source = "; ".join(f"{name} ({part.note})" for name, part in parts)
     source = (f"bags {source}: image {image_topic}, camera_info {options.camera_info_topic}, "
               f"lidar {lidar_topic or 'none'}")
-    frames = BagFrames(
-        rgb=np.concatenate([p.rgb for _, p in parts]),
-        K=np.concatenate([p.K for _, p in parts]),
-        sparse=np.concatenate([p.sparse for _, p in parts]),
-        stamps_ns=np.concatenate([p.stamps_ns for _, p in parts]),
-        poses=poses, segments=np.concatenate(segments), names=names, source=source)
+    def joined(name: str) -> np.ndarray:
+        arrays = [getattr(part, name) for _, part in parts]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # one bag: no copy
+
+    frames = BagFrames(rgb=joined("rgb"), K=joined("K"), sparse=joined("sparse"),
+                       stamps_ns=joined("stamps_ns"), poses=poses,
+                       segments=np.concatenate(segments), names=names, source=source)
     return frames, {reason: count for reason, count in drops.items() if count}
