@@ -301,7 +301,9 @@ def test_the_fusion_model_adapts_with_native_crops_and_held_out_returns(bag, tmp
     assert report["kind"] == "fusion" and report["after"]["reference_returns"] > 0
     for key in ("rmse", "mae"):
         assert np.isfinite(report["before"][key]) and np.isfinite(report["after"][key])
-    assert "withheld" in (tmp_path / "run/MODEL_CARD.md").read_text()
+    assert np.isfinite(report["ip_basic"]["rmse"])
+    card = (tmp_path / "run/MODEL_CARD.md").read_text()
+    assert "withheld" in card and "IP-Basic" in card
 
 
 def test_engine_drives_are_mixed_into_the_steps(bag, drive, tmp_path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from depth_ros.completion import ClassicalCompletion
 from depth_ros.metrics import depth_metrics
 from depth_ros.models import create_model
 
@@ -28,33 +29,56 @@ CARD_TEMPLATE = Path(__file__).with_name("adapt_model_card.md")
 # --- After training --------------------------------------------------------------------------
 
 
+def _score(predict: Any, val_set: Any, max_depth_m: float) -> dict[str, float]:
+    """Mean per-frame metrics of ``predict(item) -> H×W metres`` (NaN: no estimate) on the
+    held-out frames against their LiDAR reference."""
+    per_frame = []
+    returns = 0
+    for item in range(len(val_set)):
+        values = val_set[item]
+        pred, ref = predict(values), values[1][0].numpy()
+        mask = ref > 0
+        returns += int(mask.sum())
+        metrics = depth_metrics(pred, ref, mask=mask, max_depth=max_depth_m)
+        valid = mask & (ref < max_depth_m) & np.isfinite(pred)
+        clipped = np.clip(pred[valid], 1e-3, max_depth_m)
+        metrics["mae"] = (float(np.abs(clipped - ref[valid]).mean()) if valid.any()
+                          else float("nan"))
+        per_frame.append(metrics)
+    out = {key: float(np.nanmean([m[key] for m in per_frame]))
+           for key in ("abs_rel", "rmse", "mae", "a1")}
+    out["reference_returns"] = returns
+    return out
+
+
 @torch.no_grad()
 def score_on_bag(model: torch.nn.Module, val_set: Any) -> dict[str, float]:
     """Mean per-frame metrics of ``model`` on the held-out bag frames, in metres, against
     the LiDAR (``training.data.adapt.BagValidation``): ``abs_rel``, ``rmse``, ``mae``, ``a1``
     and the number of reference returns."""
     model = model.eval()
-    per_frame = []
-    returns = 0
-    for item in range(len(val_set)):
-        image, reference, *given = val_set[item]
-        inputs = (image[None], *(g[None] for g in given))
-        pred = model(*inputs)
-        if isinstance(pred, tuple | list):
+
+    def predict(values: tuple[torch.Tensor, ...]) -> np.ndarray:
+        image, _, *given = values
+        pred = model(image[None], *(g[None] for g in given))
+        if isinstance(pred, tuple | list):  # (depth, confidence)
             pred = pred[0]
-        pred, ref = pred[0, 0].float().numpy(), reference[0].numpy()
-        mask = ref > 0
-        returns += int(mask.sum())
-        metrics = depth_metrics(pred, ref, mask=mask, max_depth=model.max_depth_m)
-        valid = mask & (ref < model.max_depth_m)
-        clipped = np.clip(pred[valid], 1e-3, model.max_depth_m)
-        metrics["mae"] = float(np.abs(clipped - ref[valid]).mean()) if valid.any() else \
-            float("nan")
-        per_frame.append(metrics)
-    out = {key: float(np.nanmean([m[key] for m in per_frame]))
-           for key in ("abs_rel", "rmse", "mae", "a1")}
-    out["reference_returns"] = returns
-    return out
+        return pred[0, 0].float().numpy()
+
+    return _score(predict, val_set, model.max_depth_m)
+
+
+def ip_basic_on_bag(val_set: Any, max_depth_m: float) -> dict[str, float]:
+    """``score_on_bag`` of IP-Basic (``depth_ros.completion``) on the same input returns:
+    the classical baseline of every fusion table."""
+    completion = ClassicalCompletion(max_depth_m=max_depth_m)
+
+    def predict(values: tuple[torch.Tensor, ...]) -> np.ndarray:
+        image, _, given = values
+        rgb = (image.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+        return completion.predict(rgb, given[0].numpy())
+
+    return _score(predict, val_set, max_depth_m)
 
 
 def initial_model(trainer: Any) -> torch.nn.Module:
@@ -94,6 +118,8 @@ def finish_adaptation(trainer: Any, export: bool = True) -> dict[str, Any]:
               "scored_frames": list(val.indices), "steps": trainer.step,
               "kind": trainer.model.kind, "before": before, "after": after,
               "init_checkpoint": config.init_checkpoint}
+    if trainer.model.kind == "fusion":
+        report["ip_basic"] = ip_basic_on_bag(val, trainer.model.max_depth_m)
     run_dir = trainer.run_dir
     if export:
         extra = {**camera_metadata(frames), "adapted_from": config.init_checkpoint or "scratch",
@@ -129,6 +155,11 @@ def model_card(report: dict[str, Any], trainer: Any) -> str:
     rows = "\n".join(f"| {name} | {before[key]:.4f} | {after[key]:.4f} |"
                      for name, key in (("AbsRel", "abs_rel"), ("RMSE (m)", "rmse"),
                                        ("MAE (m)", "mae"), ("δ < 1.25", "a1")))
+    baseline = ""
+    if "ip_basic" in report:
+        ip = report["ip_basic"]
+        baseline = (f"\nIP-Basic (classical completion) on the same input returns: RMSE "
+                    f"{ip['rmse']:.4f} m, MAE {ip['mae']:.4f} m.\n")
     config = trainer.config
     return CARD_TEMPLATE.read_text().format(
         name=config.name, architecture=config.model.name, kind=report["kind"],
@@ -137,6 +168,6 @@ def model_card(report: dict[str, Any], trainer: Any) -> str:
         scored_frames=_ranges(report["scored_frames"]), steps=report["steps"],
         engine=config.data.mix_engine_root or "none",
         ratio=config.data.mix_engine_ratio if config.data.mix_engine_root else 0,
-        reference=reference, returns=after["reference_returns"], rows=rows,
+        reference=reference, returns=after["reference_returns"], rows=rows, baseline=baseline,
         onnx=report.get("onnx", "not exported"),
         photometric=config.loss.photometric_weight, sparse=config.loss.sparse_weight)
