@@ -20,8 +20,8 @@ from depth_ros.synthetic.drive import CAMERA_PROFILES
 # data.resize_policy: the ``fixed`` and ``canonical`` policies of depth_ros.models.metadata
 # (``native`` models, completion, train on fixed-size crops).
 RESIZE_POLICIES = ("fixed", "canonical")
-DATASETS = ("drives", "kitti_eigen", "kitti_completion", "nyu")
-REQUIRED_DATA_KEYS = {"drives": ("root",),
+DATASETS = ("drives", "kitti_eigen", "kitti_completion", "nyu", "bag")
+REQUIRED_DATA_KEYS = {"drives": ("root",), "bag": ("bags", "image_topic", "lidar_topic"),
                       "kitti_eigen": ("train_split", "val_split", "raw_root", "depth_root"),
                       "kitti_completion": ("root", "raw_root"),
                       "nyu": ("train_path", "val_path")}
@@ -125,6 +125,27 @@ class DataConfig:
     canonical_focal_px: float = 0.0  # the model's focal length (train_focal_px)
     scale_jitter: list[float] = field(default_factory=lambda: [1.0, 1.0])  # [lo, hi] of u
     val_pad_multiple: int = 32  # the model's stride (32: mono_cnn, mono_c2f, fusion models)
+    # --- dataset: bag (adapting to a robot's own recording, training.data.adapt) ---------
+    bags: list[str] = field(default_factory=list)  # rosbag2 directories or .mcap/.db3 files
+    image_topic: str = ""
+    lidar_topic: str = ""
+    camera_info_topic: str = ""  # empty: <image topic's namespace>/camera_info
+    lidar_to_camera: list[float] = field(default_factory=list)  # 16 values, row-major 4×4
+    odometry_topic: str = ""  # nav_msgs/Odometry for the photometric poses; empty: TF/ICP
+    world_frame: str = ""  # the fixed frame of the poses read from TF
+    bag_cache_dir: str = ""  # decoded frames kept here between runs; empty: no cache
+    # Frames to train on, e.g. "0-4" or "0-99,120-199" (inclusive ranges; empty: all but
+    # the validation frames); frames scored before and after ("5-6"; empty: every 10th
+    # frame, held out of training). Validation frames are never photometric sources, nor
+    # are the frames in bag_exclude_photometric.
+    bag_frames: str = ""
+    bag_val_frames: str = ""
+    bag_exclude_photometric: str = ""
+    # Engine drives mixed into the bag's frames so that the model keeps what it knew:
+    # KITTI-layout drives under <mix_engine_root>/train, this share of each epoch's items.
+    mix_engine_root: str = ""
+    mix_engine_ratio: float = 0.5
+    bag_export: bool = True  # after training: ONNX + model card + before/after scores
 
 
 @dataclass
@@ -294,6 +315,12 @@ class LossConfig:
     # LiDAR's own value with this weight (0: off).
     holdout_fraction: float = 0.0
     holdout_weight: float = 0.0
+    # Bag frames (data.dataset: bag, training.adapt): log-L1 on the occlusion-filtered
+    # LiDAR (mono) or the completion loss on it (fusion), plus the photometric loss.
+    sparse_weight: float = 1.0
+    photometric_weight: float = 1.0
+    smoothness_weight: float = 1e-3
+    occlusion_radius_px: int = 3  # a return with a >10 % nearer one this close is dropped
 
 
 @dataclass
@@ -412,6 +439,13 @@ class TrainConfig:
         for key in REQUIRED_DATA_KEYS[data.dataset]:
             if not getattr(data, key):
                 raise ConfigError(f"data.dataset {data.dataset} needs data.{key}")
+        if data.dataset == "bag":
+            if not 0.0 <= data.mix_engine_ratio < 1.0:
+                raise ConfigError(f"data.mix_engine_ratio must be in [0, 1), got "
+                                  f"{data.mix_engine_ratio}")
+            if data.lidar_to_camera and len(data.lidar_to_camera) != 16:
+                raise ConfigError(f"data.lidar_to_camera must hold 16 numbers (a row-major "
+                                  f"4x4), got {len(data.lidar_to_camera)}")
         if data.dataset != "drives" and data.zero_depth_is_far:
             raise ConfigError(f"data.zero_depth_is_far is for rendered ground truth; in "
                               f"{data.dataset} 0 means no measurement: set it to false")
@@ -455,6 +489,9 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         return dict(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is str and isinstance(value, int) and not isinstance(value, bool):
+        # YAML reads data.bag_frames=5 as a number; a frame list "5" is meant.
+        return str(value)
     if hint is float and isinstance(value, str):
         # YAML 1.1 (PyYAML) reads "3e-4" as a string: it needs a dot to be a float.
         try:

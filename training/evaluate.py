@@ -80,6 +80,7 @@ from depth_ros.readers import (
 )
 from training.confidence_eval import ConfidenceStats, above_scan_mask, calibration_png
 from training.data.drives import load_frames
+from training.data.holdout import HOLDOUT_FRACTION, holdout_mask  # noqa: F401 - re-exported
 from training.data.sources import FrameReader
 
 CAMERA_HEIGHT_M = 1.65  # KITTI's colour camera above the road, and the data engine's
@@ -92,7 +93,6 @@ PROTOCOLS = {"engine": (None, 1e-3, 80.0), "kitti_eigen": ("garg", 1e-3, 80.0),
              "nyu": ("nyu", 1e-3, 10.0), "lidar_holdout": (None, 1e-3, 1e3),
              "kitti_dev_mono": ("garg", 1e-3, 80.0)}
 ALIGNMENTS = ("auto", "none", "median", "lstsq")
-HOLDOUT_FRACTION = 0.2  # of the pixels with a return, per image (kitti_dev's README)
 # Engine protocol, fusion models: scored apart above the LiDAR's field of view and below it.
 BANDS = ("above_scan", "in_scan")
 MIN_BAND_PIXELS = 100
@@ -103,13 +103,6 @@ Predictor = DepthEstimator | ClassicalCompletion
 
 class EvaluationError(ValueError):
     """The data or the options do not make an evaluation."""
-
-
-def holdout_mask(frame_index: int, camera: int, has_return: np.ndarray) -> np.ndarray:
-    """kitti_dev's held-out pixels of one scan: ``default_rng(frame_index * 10 + camera)``,
-    ``rng.random(shape) < 0.2``, among the pixels with a return."""
-    rng = np.random.default_rng(frame_index * 10 + camera)
-    return (rng.random(has_return.shape) < HOLDOUT_FRACTION) & has_return
 
 
 class KittiDevFrames:

@@ -109,14 +109,20 @@ def example_inputs(metadata: ModelMetadata, height: int, width: int, batch: int 
 
 
 def export_onnx(model: torch.nn.Module, metadata: ModelMetadata, path: str | os.PathLike,
-                height: int, width: int) -> Path:
+                height: int, width: int, extra_metadata: dict[str, str] | None = None) -> Path:
     """Trace ``model`` at height × width (multiples of the stride) and write one ONNX file
     with dynamic batch/height/width (shared by all inputs) and the metadata; returns the
-    path."""
+    path. ``extra_metadata``: more ``metadata_props`` beside the model's (e.g. the camera a
+    model was adapted to: ``camera_K``, ``camera_width``, ``camera_height``); runtimes read
+    the model's own keys and ignore the rest."""
     stride = metadata.stride
     if height % stride or width % stride:
         raise ExportError(f"export size {height}x{width} must be a multiple of the stride "
                           f"{stride}")
+    props = metadata.to_dict()
+    clash = sorted(set(extra_metadata or {}) & set(props))
+    if clash:
+        raise ExportError(f"extra metadata would overwrite the model's {', '.join(clash)}")
     path = Path(path)
     names = input_names(metadata)
     # Height and width as stride × a free integer: the graph states the stride contract. The
@@ -133,7 +139,7 @@ def export_onnx(model: torch.nn.Module, metadata: ModelMetadata, path: str | os.
     except Exception as exc:  # the exporter raises many types; all mean "no graph"
         raise ExportError(f"torch.onnx.export failed: {str(exc).splitlines()[0]}") from exc
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, metadata.to_dict())
+    onnx.helper.set_model_props(proto, {**props, **(extra_metadata or {})})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

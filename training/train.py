@@ -8,6 +8,8 @@
     python training/train.py --config ... --resume path/to.pt
     python training/train.py --config ... --resume auto        # newest complete, if any
     torchrun --nproc_per_node 4 training/train.py --config ...  # one process per GPU
+    python training/train.py --config config/train/adapt_bag.yaml \
+        data.bags=[my.mcap] data.image_topic=/camera/image_raw data.lidar_topic=/lidar/points
 
 Writes ``<output_dir>/<name>/``: config.yaml, last.pt, best.pt, step_<step>.pt,
 metrics.jsonl, tensorboard/ (rank 0 only), locked for the run (.train.lock: a second trainer
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     from depth_ros.models.checkpoints import CheckpointError
     from training.config import ConfigError, load_config
     from training.distributed import init_distributed
+    from training.export import ExportError
     from training.trainer import Trainer, TrainingDivergedError, TrainingStopped
 
     context = lock = None
@@ -145,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         if resume is not None:
             trainer.resume(resume)
         val = trainer.fit()
+        if config.data.dataset == "bag" and context.is_main:
+            # Before/after scores, ONNX with the camera's intrinsics, the model card.
+            from training.adapt import finish_adaptation
+
+            finish_adaptation(trainer, export=config.data.bag_export)
     except Interrupted as exc:
         print(f"train.py: {_where(context)}interrupted by {signal_name(exc.signum)} before "
               "training started: nothing saved", file=sys.stderr)
@@ -159,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except TrainingDivergedError as exc:
         print(f"train.py: training diverged: {_where(context)}{exc}", file=sys.stderr)
+        return 1
+    except ExportError as exc:  # after an adaptation run: its checkpoints are saved
+        print(f"train.py: error: exporting the adapted model: {exc}", file=sys.stderr)
         return 1
     finally:
         if context is not None:

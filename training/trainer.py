@@ -53,6 +53,7 @@ from training.pseudo.data import PseudoBatch, PseudoBatchStream, PseudoLabelFram
 from training.pseudo.labels import PseudoLabelError
 from training.pseudo.loss import pseudo_label_loss
 from training.run_log import RunLog, require_tensorboard
+from training.selfsup import bag_batch_loss
 from training.stopping import StopSignals, ignore_stop_signals, signal_name
 
 LOG = logging.getLogger("depth_ros.training")
@@ -196,6 +197,11 @@ class Trainer:
             outputs=",".join(getattr(self.model, "outputs", ())))
         # Models with a confidence output train with the completion loss.
         self.completion = "confidence" in getattr(self.model, "outputs", ())
+        # data.dataset: bag: items carry photometric sources (training.adapt's loss).
+        self.adapting = config.data.dataset == "bag"
+        if self.adapting and self.pseudo_set is not None:
+            raise ConfigError("data.dataset bag does not train on pseudo-labelled images: set "
+                              "pseudo.enabled: false")
         if self.completion and self.pseudo_set is not None:
             raise ConfigError(f"model {config.model.name!r} (a completion model) does not "
                               "train on pseudo-labelled images: set pseudo.enabled: false")
@@ -353,6 +359,8 @@ class Trainer:
 
     def _loss(self, batch: Sequence[torch.Tensor], pseudo: PseudoBatch | None = None
               ) -> torch.Tensor:
+        if self.adapting:
+            return bag_batch_loss(self, batch)
         inputs = network_inputs(self.model, batch, self.device)
         depth = batch[1].to(self.device, non_blocking=True)
         labelled = len(depth)
@@ -424,10 +432,11 @@ class Trainer:
         return terms.total + loss.holdout_weight * held_loss
 
     def train_step(self, image: torch.Tensor, depth: torch.Tensor,
-                   sparse_depth: torch.Tensor | None = None,
+                   sparse_depth: torch.Tensor | None = None, *extra: torch.Tensor,
                    pseudo: PseudoBatch | None = None) -> float:
         """One optimiser step on a batch (``sparse_depth``: the LiDAR input of fusion models;
-        ``pseudo``: pseudo-labelled images trained alongside), in ``accumulate_steps``
+        ``extra``: the rest of a bag item, ``training.data.adapt``; ``pseudo``:
+        pseudo-labelled images trained alongside), in ``accumulate_steps``
         micro-batches; returns the mean loss. Every rank calls it (gradients are averaged over
         the ranks)."""
         self.net.train()
@@ -438,7 +447,7 @@ class Trainer:
         self.loss_fn.calls.fill_(self.step)
         self.loss_fn.train()
         self.optimizer.zero_grad(set_to_none=True)
-        batch = (image, depth) if sparse_depth is None else (image, depth, sparse_depth)
+        batch = (image, depth) if sparse_depth is None else (image, depth, sparse_depth, *extra)
         micro = split_batch(batch, self.accumulate_steps)
         pseudo_micro = (pseudo.split(self.accumulate_steps) if pseudo is not None
                         else [None] * len(micro))
