@@ -50,6 +50,7 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -113,10 +114,12 @@ class KittiDevFrames:
     (``holdout_mask``) and ``depth`` the held-out returns only. ``kitti_dev_mono``: both are
     the whole scan. Frames run camera 2 then camera 3, each in frame order; a camera without
     drives under ``root`` is left out (``frames`` in the results says how many were scored).
+    ``frame_numbers``: score only these frames (KITTI's numbers, 5 for ``0000000005.png``),
+    e.g. the frames a model adapted on kitti_dev never trained on.
     """
 
-    def __init__(self, root: str | Path, protocol: str, cameras: tuple[int, ...] = (2, 3)
-                 ) -> None:
+    def __init__(self, root: str | Path, protocol: str, cameras: tuple[int, ...] = (2, 3),
+                 frame_numbers: Sequence[int] | None = None) -> None:
         if protocol not in ("lidar_holdout", "kitti_dev_mono"):
             raise EvaluationError(f"KittiDevFrames: unknown protocol {protocol!r}")
         self.protocol = protocol
@@ -129,6 +132,15 @@ class KittiDevFrames:
         if not drives:
             raise missing[0]
         self.frames = KittiRawFrames(drives, require_groundtruth=False)
+        if frame_numbers is not None:
+            wanted = {int(n) for n in frame_numbers}
+            kept = [(drive, i) for drive, i in self.frames.index
+                    if drive.frames[i].isdigit() and int(drive.frames[i]) in wanted]
+            found = {int(drive.frames[i]) for drive, i in kept}
+            if wanted - found:
+                raise EvaluationError(f"--frames: no frame {sorted(wanted - found)} under "
+                                      f"{root}")
+            self.frames.index = kept
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -338,8 +350,26 @@ def make_reader(args: argparse.Namespace, needs_lidar: bool) -> FrameReader:
     if args.dataset == "kitti_val_selection":
         return KittiValSelection(args.data)
     if args.dataset in ("lidar_holdout", "kitti_dev_mono"):
-        return KittiDevFrames(args.data, args.dataset)
+        return KittiDevFrames(args.data, args.dataset, frame_numbers=args.frames)
+    if args.frames is not None:
+        raise EvaluationError("--frames selects kitti_dev frames: use it with --dataset "
+                              "lidar_holdout or kitti_dev_mono")
     return NyuLabeled(args.data) if Path(args.data).is_file() else NyuSync(args.data, args.split)
+
+
+def frame_list(text: str) -> list[int]:
+    """``5-6`` or ``0,2,4-5`` → frame numbers (inclusive ranges)."""
+    numbers = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            numbers += range(int(low), int(high or low) + 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not a frame list (e.g. 5-6 or 0,2,4): {text!r}") from exc
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"no frames in {text!r}")
+    return numbers
 
 
 def print_table(results: dict[str, dict[str, float]]) -> None:
@@ -397,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
                         "frames (a row named after its file; repeatable)")
     parser.add_argument("--calibration-png", type=Path, default=None,
                         help="models with a confidence output: write the reliability diagram")
+    parser.add_argument("--frames", type=frame_list, default=None,
+                        help="kitti_dev protocols: score only these frame numbers, e.g. 5-6 "
+                             "or 0,2,4 (frames an adapted model never trained on)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
