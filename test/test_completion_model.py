@@ -349,3 +349,26 @@ def test_patches_remove_returns_inside_rectangles_only() -> None:
     removed = out == 0
     assert 0 < int(removed.sum()) <= 4 * (10 * 20)
     assert torch.equal(out[~removed], sparse[~removed])
+
+
+def test_bundled_fast_model_is_the_bundled_weights_with_the_fast_options() -> None:
+    """fusion_spn_synthetic_fast.onnx: the bundled checkpoint's weights with
+    FAST_FUSION_OPTIONS, nothing else (its metadata says so and onnxruntime agrees with
+    PyTorch built that way)."""
+    import json
+    from pathlib import Path
+
+    from depth_ros.models.checkpoints import load_checkpoint, model_from_checkpoint
+    from depth_ros.weights import DEFAULT_FUSION_MODEL, FAST_FUSION_MODEL, FAST_FUSION_OPTIONS
+    from training.export import parity
+
+    payload = load_checkpoint(Path(DEFAULT_FUSION_MODEL).with_suffix(".pt"))
+    kwargs = json.loads(payload["metadata"]["model_kwargs"])
+    session = ort.InferenceSession(str(FAST_FUSION_MODEL), providers=["CPUExecutionProvider"])
+    fast_kwargs = json.loads(session.get_modelmeta().custom_metadata_map["model_kwargs"])
+    assert fast_kwargs == {**kwargs, **FAST_FUSION_OPTIONS}
+    payload = {**payload, "metadata": {**payload["metadata"],
+                                       "model_kwargs": json.dumps(fast_kwargs)}}
+    model, meta = model_from_checkpoint(payload)
+    max_abs, max_rel = parity(model, FAST_FUSION_MODEL, 128, 256, metadata=meta)
+    assert max_rel <= 1e-4 and max_abs <= 1e-3
