@@ -12,11 +12,18 @@ Per camera (KITTI, 640×480, 1280×720, KITTI halved), the network size the mono
 ``predict`` time through onnxruntime on the CPU; ``--resize-policy`` overrides the model's.
 Run: .venv/bin/python bench/bench_inference.py [--model PATH] [--fusion-model PATH|none]
 [--repeats N] [--threads N] [--resize-policy fixed|canonical]
+
+``--compare-fusion A.onnx B.onnx ... [--rounds N]`` instead times only those fusion models
+through onnxruntime on the CPU, in interleaved rounds (each round times every model once,
+``--repeats`` calls each), and prints each model's median and range over the rounds with the
+load average: on a shared machine the models then see the same load, and the range shows how
+much it moved the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -24,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from timing import median_ms  # bench/timing.py, beside this script
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # training/ (the exporter) runs from the repository root
@@ -116,6 +124,35 @@ def time_cameras(model: Path, threads: int, repeats: int, resize_policy: str | N
               f"{tiles:>7}{predict:>12.1f}")
 
 
+def compare_fusion(models: list[Path], threads: int, repeats: int, rounds: int,
+                   rgb: np.ndarray, sparse: np.ndarray) -> None:
+    """Print ``network`` (1248×384, the padded camera frame) and ``predict`` (the 1242×375
+    camera frame) milliseconds of each fusion model through onnxruntime: the median and range
+    of the per-round medians over ``rounds`` interleaved rounds."""
+    estimators = [DepthEstimator(m, backend="onnxruntime", device="cpu", num_threads=threads)
+                  for m in models]
+    padded = tuple(-(-n // 32) * 32 for n in CAMERA_SIZE)
+    image = np.random.default_rng(0).random((1, 3, *padded), dtype=np.float32)
+    net_sparse = np.zeros((1, 1, *padded), np.float32)
+    net_sparse[..., :CAMERA_SIZE[0], :CAMERA_SIZE[1]] = sparse
+    network = [[] for _ in models]
+    predict = [[] for _ in models]
+    for _ in tqdm(range(rounds), desc="rounds", leave=False):
+        for k, estimator in enumerate(estimators):
+            backend = estimator._backend
+            network[k].append(median_ms(lambda b=backend: b.run(image, net_sparse), repeats))
+            predict[k].append(median_ms(lambda e=estimator: e.predict(rgb, sparse), repeats))
+    print(f"{threads} threads onnxruntime, {rounds} rounds x {repeats} calls, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (1/5/15 min) at the end")
+    print(f"{'model':<36}{'network ms (median, range)':>30}{'predict ms (median, range)':>30}")
+    for model, net, pred in zip(models, network, predict, strict=True):
+        print(f"{model.name:<36}{_spread(net):>30}{_spread(pred):>30}")
+
+
+def _spread(values: list[float]) -> str:
+    return f"{np.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
 def time_fit(repeats: int) -> float:
     """Median ms of the robust scale-and-shift fit on a KITTI frame's worth of points with
     20 % wrong returns."""
@@ -138,12 +175,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resize-policy", choices=("fixed", "canonical"), default=None,
                         help="the per-camera table: run the mono model with this policy "
                         "instead of its own")
+    parser.add_argument("--compare-fusion", type=Path, nargs="+", default=None,
+                        metavar="ONNX", help="time only these fusion models, interleaved")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="interleaved rounds of --compare-fusion")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (*CAMERA_SIZE, 3), dtype=np.uint8)
     sparse = np.zeros(CAMERA_SIZE, np.float32)
     sparse[150::4, ::3] = rng.uniform(2, 60, sparse[150::4, ::3].shape)
+    if args.compare_fusion:
+        missing = [str(m) for m in args.compare_fusion if not m.is_file()]
+        if missing:
+            parser.error(f"no such model: {', '.join(missing)}")
+        compare_fusion(args.compare_fusion, args.threads, args.repeats, args.rounds, rgb,
+                       sparse)
+        return 0
     mono = DepthEstimator(args.model, device="cpu")
     # Canonical models pick their size from the camera (the KITTI camera's here).
     mono_sizes = [None] if mono.resize_policy == "canonical" else [mono.input_size, KITTI_SIZE]

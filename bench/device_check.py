@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from depth_ros.models import ModelMetadata, create_model
 from depth_ros.models.checkpoints import load_checkpoint, model_from_checkpoint
-from depth_ros.weights import DEFAULT_FUSION_MODEL, DEFAULT_MONO_MODEL
+from depth_ros.weights import DEFAULT_FUSION_MODEL, DEFAULT_MONO_MODEL, FAST_FUSION_OPTIONS
 
 KITTI_SIZE = (352, 1216)
 DAV2_SIZE = (518, 518)
@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     fusion_meta = ModelMetadata.from_dict(
         load_checkpoint(DEFAULT_FUSION_MODEL.with_suffix(".pt"))["metadata"])
     if "feature_scale" in fusion_meta.model_kwargs:  # fusion_spn's reduced option
-        rows += inference_rows(f"{DEFAULT_FUSION_MODEL.stem} (feature_scale 2)",
-                               bundled(DEFAULT_FUSION_MODEL, feature_scale=2),
+        rows += inference_rows(f"{DEFAULT_FUSION_MODEL.stem} (reduced: _fast's options)",
+                               bundled(DEFAULT_FUSION_MODEL, **FAST_FUSION_OPTIONS),
                                [image, sparse], device, args)
     torch.manual_seed(0)
     dav2_model = create_model("depth_anything_v2", encoder="vits")  # random weights

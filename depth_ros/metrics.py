@@ -190,3 +190,44 @@ def evaluation_metrics(pred: np.ndarray, gt: np.ndarray, crop: str | None = None
     devkit = kitti_devkit_metrics(np.clip(pred, min_depth, max_depth), gt, mask=in_range)
     metrics.update({f"devkit_{k}": v for k, v in devkit.items()})
     return metrics
+
+
+# --- where the LiDAR reaches -------------------------------------------------------------------
+
+# The two bands a completion model is scored in apart: above the LiDAR's field of view (the
+# model is on its own there) and inside it.
+SCAN_BANDS = ("above_scan", "in_scan")
+# A band with fewer scorable pixels than this in an image is not scored for that image.
+MIN_BAND_PIXELS = 100
+# Columns on each side whose top-most return also counts for a column (the beams' azimuth
+# step leaves single columns without a return).
+SCAN_TOP_HALF_WIDTH = 4
+
+
+def above_scan_mask(sparse_depth: np.ndarray, half_width: int = SCAN_TOP_HALF_WIDTH
+                    ) -> np.ndarray:
+    """Pixels above the LiDAR's top-most return of their column (the highest within
+    ``half_width`` columns either side); a column with no return nearby is all "above"."""
+    has = np.isfinite(sparse_depth) & (sparse_depth > 0)
+    height = has.shape[0]
+    top = np.where(has.any(axis=0), has.argmax(axis=0), height)
+    padded = np.pad(top, half_width, mode="edge")
+    window = np.lib.stride_tricks.sliding_window_view(padded, 2 * half_width + 1)
+    top = window.min(axis=1)
+    return np.arange(height)[:, None] < top[None, :]
+
+
+def band_metrics(pred: np.ndarray, gt: np.ndarray, above: np.ndarray, crop: str | None = None,
+                 min_depth: float = 1e-3, max_depth: float = 80.0
+                 ) -> dict[str, dict[str, float]]:
+    """``evaluation_metrics`` of one image in each of ``SCAN_BANDS`` (``above``: the
+    ``above_scan_mask`` of its LiDAR input); a band with fewer than ``MIN_BAND_PIXELS``
+    pixels of ground truth in range is left out."""
+    gt = np.asarray(gt)
+    scorable = (gt > min_depth) & (gt < max_depth)
+    out = {}
+    for band, inside in zip(SCAN_BANDS, (above, ~above), strict=True):
+        if (scorable & inside).sum() >= MIN_BAND_PIXELS:
+            out[band] = evaluation_metrics(pred, np.where(inside, gt, 0.0), crop, min_depth,
+                                           max_depth)
+    return out

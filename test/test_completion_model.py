@@ -15,7 +15,10 @@ from depth_ros.models.spn import (
     NUM_AFFINITIES,
     SpatialPropagation,
     _shift_kernels,
+    affinity_weights,
     neighbours,
+    propagate,
+    propagate_split,
 )
 from training.data.transforms import bleed_background, drop_patches
 from training.losses import completion_loss, weighted_depth_loss
@@ -119,6 +122,39 @@ def test_full_trust_keeps_returns_and_zero_trust_overrules_them(training: bool) 
     assert float(free.max()) <= float(depth.max()) + 1e-5
 
 
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_split_propagation_step_matches_the_convolution(dilation: int) -> None:
+    torch.manual_seed(1)
+    depth = 5.0 + 40.0 * torch.rand(2, 1, 20, 28)
+    weights = affinity_weights(torch.randn(2, NUM_AFFINITIES, 20, 28))
+    by_conv = propagate(depth, weights, _shift_kernels(), dilation)
+    by_maps = propagate_split(depth, weights.split(1, dim=1), dilation)
+    assert torch.allclose(by_maps, by_conv, rtol=1e-6, atol=1e-5)
+    # Where all weight sits on one neighbour the step is that shift, exactly.
+    right = torch.zeros_like(weights)
+    right[:, 5] = 1.0  # OFFSETS[5] = (0, 1): the pixel to the right
+    shifted = propagate_split(depth, right.split(1, dim=1), dilation)
+    assert torch.equal(shifted[..., :-dilation], depth[..., dilation:])
+
+
+def test_split_propagation_takes_logits_weights_or_weight_maps() -> None:
+    torch.manual_seed(2)
+    depth = 10.0 + torch.rand(1, 1, 16, 16)
+    sparse = torch.zeros_like(depth)
+    sparse[0, 0, 4::5, ::3] = 30.0
+    trust = torch.full_like(depth, 0.9)
+    logits = torch.randn(1, NUM_AFFINITIES, 16, 16)
+    weights = affinity_weights(logits)
+    reference = SpatialPropagation((1, 2, 1)).eval()(depth, logits, sparse, trust)
+    split = SpatialPropagation((1, 2, 1), split=True).eval()
+    for given in (split(depth, logits, sparse, trust),
+                  split(depth, weights, sparse, trust, normalized=True),
+                  split(depth, list(weights.split(1, dim=1)), sparse, trust, normalized=True)):
+        assert torch.allclose(given, reference, rtol=1e-6, atol=1e-5)
+    with pytest.raises(ValueError, match="9 weight maps"):
+        split(depth, list(weights.split(1, dim=1))[:8], sparse, trust, normalized=True)
+
+
 # --- the model -------------------------------------------------------------------------------
 
 
@@ -159,7 +195,34 @@ def test_outputs_aux_and_feature_scales() -> None:
     assert float((depth_half - sparse).abs()[valid].median()) < 0.05
 
 
+def test_fast_inference_options_share_the_weights_and_keep_the_returns() -> None:
+    """split_propagation alone is the same function up to rounding; coarse_weights (softmax
+    before upsampling) a slightly different one that still keeps the returns."""
+    torch.manual_seed(0)
+    model = create_model("fusion_spn", **TINY, head_init_std=0.05).eval()
+    image, sparse = torch.rand(1, 3, 64, 96), scan()
+    split = create_model("fusion_spn", **TINY, head_init_std=0.05, split_propagation=True)
+    split.load_state_dict(model.state_dict())
+    fast = create_model("fusion_spn", **TINY, head_init_std=0.05, split_propagation=True,
+                        coarse_weights=True, feature_scale=2)
+    fast.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        depth, confidence = model(image, sparse)
+        depth_split, confidence_split = split.eval()(image, sparse)
+        depth_fast, confidence_fast = fast.eval()(image, sparse)
+    assert torch.allclose(depth_split, depth, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(confidence_split, confidence, atol=1e-5)
+    assert not torch.allclose(depth_fast, depth)
+    assert depth_fast.shape == confidence_fast.shape == depth.shape
+    assert 0.0 <= float(confidence_fast.min()) and float(confidence_fast.max()) <= 1.0
+    valid = sparse > 0
+    assert float((depth_fast - sparse).abs()[valid].median()) < 0.05
+    # Within 20 % of the full model away from the returns too (same weights, same task).
+    assert float(((depth_fast - depth).abs() / depth).median()) < 0.2
+
+
 @pytest.mark.parametrize("kwargs, message", [
+    ({"coarse_weights": True, "guide_channels": 4}, "guide_channels=0"),
     ({"widths": (4, 8, 8)}, "4 entries"),
     ({"feature_scale": 3}, "must be 1 or 2"),
     ({"train_feature_scales": ()}, "must be 1 or 2"),
@@ -171,13 +234,15 @@ def test_bad_constructor_arguments(kwargs: dict, message: str) -> None:
         create_model("fusion_spn", **kwargs)
 
 
-def test_export_has_both_outputs_and_matches_pytorch(tmp_path) -> None:
+@pytest.mark.parametrize("options", [
+    {}, {"feature_scale": 2, "split_propagation": True, "coarse_weights": True}])
+def test_export_has_both_outputs_and_matches_pytorch(tmp_path, options: dict) -> None:
     from training.export import export_onnx, parity
 
     torch.manual_seed(0)
-    model = create_model("fusion_spn", **TINY, head_init_std=0.05).eval()
+    model = create_model("fusion_spn", **TINY, head_init_std=0.05, **options).eval()
     meta = ModelMetadata("fusion_spn", "fusion", "metric", 32, 64, 96, 0.1, 100.0, 700.0,
-                         model_kwargs={**TINY, "head_init_std": 0.05},
+                         model_kwargs={**TINY, "head_init_std": 0.05, **options},
                          resize_policy="native", outputs="depth,confidence")
     path = export_onnx(model, meta, tmp_path / "spn.onnx", 64, 96)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -284,3 +349,26 @@ def test_patches_remove_returns_inside_rectangles_only() -> None:
     removed = out == 0
     assert 0 < int(removed.sum()) <= 4 * (10 * 20)
     assert torch.equal(out[~removed], sparse[~removed])
+
+
+def test_bundled_fast_model_is_the_bundled_weights_with_the_fast_options() -> None:
+    """fusion_spn_synthetic_fast.onnx: the bundled checkpoint's weights with
+    FAST_FUSION_OPTIONS, nothing else (its metadata says so and onnxruntime agrees with
+    PyTorch built that way)."""
+    import json
+    from pathlib import Path
+
+    from depth_ros.models.checkpoints import load_checkpoint, model_from_checkpoint
+    from depth_ros.weights import DEFAULT_FUSION_MODEL, FAST_FUSION_MODEL, FAST_FUSION_OPTIONS
+    from training.export import parity
+
+    payload = load_checkpoint(Path(DEFAULT_FUSION_MODEL).with_suffix(".pt"))
+    kwargs = json.loads(payload["metadata"]["model_kwargs"])
+    session = ort.InferenceSession(str(FAST_FUSION_MODEL), providers=["CPUExecutionProvider"])
+    fast_kwargs = json.loads(session.get_modelmeta().custom_metadata_map["model_kwargs"])
+    assert fast_kwargs == {**kwargs, **FAST_FUSION_OPTIONS}
+    payload = {**payload, "metadata": {**payload["metadata"],
+                                       "model_kwargs": json.dumps(fast_kwargs)}}
+    model, meta = model_from_checkpoint(payload)
+    max_abs, max_rel = parity(model, FAST_FUSION_MODEL, 128, 256, metadata=meta)
+    assert max_rel <= 1e-4 and max_abs <= 1e-3

@@ -3,8 +3,9 @@
 ``ConfidenceStats`` pools every scored pixel of an evaluation: the AbsRel of the pixels the
 model is confident about (confidence ≥ 0.5) against the rest, and a calibration table (per
 confidence bin: the mean confidence and the observed share of pixels whose relative error is
-below the model's threshold). ``calibration_png`` draws that table. ``above_scan_mask`` marks
-the band above the LiDAR's field of view, where a completion model is on its own.
+below the model's threshold). ``calibration_png`` draws that table. ``above_scan_mask`` (from
+``depth_ros.metrics``) marks the band above the LiDAR's field of view, where a completion model
+is on its own.
 """
 
 from __future__ import annotations
@@ -17,22 +18,8 @@ import numpy as np
 
 from depth_ros.fileio import write_bytes_atomic
 
-# Columns on each side whose top-most return also counts for a column (the beams' azimuth
-# step leaves single columns without a return).
-SCAN_TOP_HALF_WIDTH = 4
-
-
-def above_scan_mask(sparse_depth: np.ndarray, half_width: int = SCAN_TOP_HALF_WIDTH
-                    ) -> np.ndarray:
-    """Pixels above the LiDAR's top-most return of their column (the highest within
-    ``half_width`` columns either side); a column with no return nearby is all "above"."""
-    has = np.isfinite(sparse_depth) & (sparse_depth > 0)
-    height = has.shape[0]
-    top = np.where(has.any(axis=0), has.argmax(axis=0), height)
-    padded = np.pad(top, half_width, mode="edge")
-    window = np.lib.stride_tricks.sliding_window_view(padded, 2 * half_width + 1)
-    top = window.min(axis=1)
-    return np.arange(height)[:, None] < top[None, :]
+# above_scan_mask lives in the core (the demo scores its bands too); kept importable here.
+from depth_ros.metrics import above_scan_mask  # noqa: F401
 
 
 class ConfidenceStats:

@@ -64,6 +64,9 @@ from depth_ros.kitti import KittiFormatError, find_drives
 from depth_ros.metrics import (
     DEVKIT_METRIC_NAMES,
     METRIC_NAMES,
+    SCAN_BANDS,
+    above_scan_mask,
+    band_metrics,
     eval_crop_mask,
     evaluation_metrics,
     mean_metrics,
@@ -79,7 +82,7 @@ from depth_ros.readers import (
     NyuLabeled,
     NyuSync,
 )
-from training.confidence_eval import ConfidenceStats, above_scan_mask, calibration_png
+from training.confidence_eval import ConfidenceStats, calibration_png
 from training.data.drives import load_frames
 from training.data.holdout import HOLDOUT_FRACTION, holdout_mask  # noqa: F401 - re-exported
 from training.data.sources import FrameReader
@@ -95,8 +98,7 @@ PROTOCOLS = {"engine": (None, 1e-3, 80.0), "kitti_eigen": ("garg", 1e-3, 80.0),
              "kitti_dev_mono": ("garg", 1e-3, 80.0)}
 ALIGNMENTS = ("auto", "none", "median", "lstsq")
 # Engine protocol, fusion models: scored apart above the LiDAR's field of view and below it.
-BANDS = ("above_scan", "in_scan")
-MIN_BAND_PIXELS = 100
+BANDS = SCAN_BANDS
 DEFAULT_CONFIDENCE_THRESHOLD = 0.05
 CLASSICAL_ROW = "ip_basic"
 Predictor = DepthEstimator | ClassicalCompletion
@@ -314,11 +316,10 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
                 metrics["input_dev_m"] = input_deviation_m(pred, frame.sparse_depth)
             per_image[name].append(metrics)
             if above is not None and name in fused_rows:
-                for band, inside in zip(BANDS, (above, ~above), strict=True):
-                    # A band with (almost) no ground truth in this frame is not scored.
-                    if ((gt > min_depth) & (gt < max_depth) & inside).sum() >= MIN_BAND_PIXELS:
-                        per_image[f"{name}@{band}"].append(evaluation_metrics(
-                            pred, np.where(inside, gt, 0.0), crop, min_depth, max_depth))
+                # A band with (almost) no ground truth in this frame is not scored.
+                for band, metrics in band_metrics(pred, gt, above, crop, min_depth,
+                                                  max_depth).items():
+                    per_image[f"{name}@{band}"].append(metrics)
         if confidence_stats is not None and confidence is not None:
             in_range = (gt > min_depth) & (gt < max_depth) & eval_crop_mask(height, width, crop)
             confidence_stats.add(confidence, model_depth, gt, in_range)

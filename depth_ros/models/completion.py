@@ -30,7 +30,7 @@ from torch import nn
 from depth_ros.models.layers import BasicBlock, ConvBNReLU, ImageNetNormalize
 from depth_ros.models.prefill import prefill_depth
 from depth_ros.models.registry import register_model
-from depth_ros.models.spn import NUM_AFFINITIES, SpatialPropagation
+from depth_ros.models.spn import NUM_AFFINITIES, SpatialPropagation, affinity_weights
 
 # Head channels: log-depth residual, affinity logits, trust logit, confidence logit.
 _RESIDUAL, _AFFINITY, _TRUST, _CONFIDENCE = 0, 1, 1 + NUM_AFFINITIES, 2 + NUM_AFFINITIES
@@ -81,6 +81,14 @@ class FusionSPN(nn.Module):
             step on.
         prefill_dilation: the pre-fill's nearest-wins dilation (odd; ``prefill``).
         prefill_blur_width: the pre-fill's row blur width in pixels (0: none).
+        split_propagation: run the propagation steps as nine one-channel products
+            (``spn.propagate_split``) at inference: faster in onnxruntime on a CPU, equal up to
+            float rounding; False (the bundled model) keeps its graph exactly.
+        coarse_weights: turn the affinity logits into propagation weights (their softmax) at
+            the head's resolution and upsample the weights, rather than upsampling the logits:
+            a bilinear blend of convex weights is still convex, and the softmax then runs on
+            1/16 (``feature_scale=2``: 1/64) of the pixels. An inference-time option of the
+            same weights (a slightly different function); False as trained.
     """
 
     kind = "fusion"
@@ -94,7 +102,8 @@ class FusionSPN(nn.Module):
                  min_depth_m: float = 0.1, max_depth_m: float = 100.0,
                  confidence_threshold: float = 0.05, trust_init: float = 0.99,
                  train_feature_scales: Sequence[int] = (1,), head_init_std: float = 0.0,
-                 prefill_dilation: int = 3, prefill_blur_width: int = 11) -> None:
+                 prefill_dilation: int = 3, prefill_blur_width: int = 11,
+                 split_propagation: bool = False, coarse_weights: bool = False) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"widths must have 4 entries (1/2 … 1/16), got {tuple(widths)}")
@@ -132,7 +141,11 @@ class FusionSPN(nn.Module):
         # of a kept return: three scalars, elementwise (a 1×1 convolution at full resolution
         # costs onnxruntime a layout reorder of the whole frame).
         self.confidence_weights = nn.Parameter(torch.zeros(3))
-        self.propagation = SpatialPropagation(dilations)
+        self.propagation = SpatialPropagation(dilations, split=split_propagation)
+        if coarse_weights and guide_channels > 0:
+            raise ValueError("coarse_weights needs guide_channels=0 (the guide adds to the "
+                             "full-resolution logits)")
+        self.coarse_weights = bool(coarse_weights)
         self._init_heads(trust_init, head_init_std)
 
     def _init_heads(self, trust_init: float, std: float) -> None:
@@ -145,13 +158,15 @@ class FusionSPN(nn.Module):
 
     def _features(self, image: torch.Tensor, log_prefill: torch.Tensor,
                   mask: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.normalize(image), log_prefill, mask], dim=1)
         scale = self.feature_scale
         if self.training and len(self.train_feature_scales) > 1:
             pick = int(torch.randint(len(self.train_feature_scales), ()).item())
             scale = self.train_feature_scales[pick]
         if scale == 2:
-            x = F.avg_pool2d(x, 2)
+            # Pooled one input at a time, then normalised and concatenated at half size: no
+            # full-resolution concatenation (the same numbers up to float rounding).
+            image, log_prefill, mask = (F.avg_pool2d(t, 2) for t in (image, log_prefill, mask))
+        x = torch.cat([self.normalize(image), log_prefill, mask], dim=1)
         s1 = self.enc1(x)
         s2 = self.enc2(s1)
         s3 = self.enc3(s2)
@@ -171,19 +186,34 @@ class FusionSPN(nn.Module):
         # log(d / 10 m): order one for the network.
         log_prefill = torch.log(prefill * 0.1)
         coarse = self._features(image, log_prefill, mask)
-        maps = F.interpolate(coarse, size=(height, width), mode="bilinear",
-                             align_corners=False)
-        if self.guide is not None:
-            maps = maps + self.guide(image)
-        log_depth = torch.log(prefill) + maps[:, _RESIDUAL:_RESIDUAL + 1]
+        size = (height, width)
+        if self.coarse_weights:
+            # Softmax at the head's resolution, then each map upsampled on its own: the
+            # full-resolution maps come out separate, as the split propagation takes them
+            # (onnxruntime would otherwise copy a 12-channel frame apart).
+            weights = affinity_weights(coarse[:, _AFFINITY:_AFFINITY + NUM_AFFINITIES])
+            residual, trust_logit, confidence_logit = (
+                F.interpolate(coarse[:, c:c + 1], size=size, mode="bilinear",
+                              align_corners=False) for c in (_RESIDUAL, _TRUST, _CONFIDENCE))
+            affinity = [F.interpolate(w, size=size, mode="bilinear", align_corners=False)
+                        for w in weights.split(1, dim=1)]
+        else:
+            maps = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+            if self.guide is not None:
+                maps = maps + self.guide(image)
+            residual = maps[:, _RESIDUAL:_RESIDUAL + 1]
+            affinity = maps[:, _AFFINITY:_AFFINITY + NUM_AFFINITIES]
+            trust_logit = maps[:, _TRUST:_TRUST + 1]
+            confidence_logit = maps[:, _CONFIDENCE:_CONFIDENCE + 1]
+        log_depth = torch.log(prefill) + residual
         initial = torch.exp(log_depth).clamp(self.min_depth_m, self.max_depth_m)
-        trust = torch.sigmoid(maps[:, _TRUST:_TRUST + 1])
-        depth = self.propagation(initial, maps[:, _AFFINITY:_AFFINITY + NUM_AFFINITIES],
-                                 sparse_depth, trust)
+        trust = torch.sigmoid(trust_logit)
+        depth = self.propagation(initial, affinity, sparse_depth, trust,
+                                 normalized=self.coarse_weights)
         depth = depth.clamp(self.min_depth_m, self.max_depth_m)
         moved = (torch.log(depth) - log_depth).abs()
         w_moved, w_trust, w_bias = self.confidence_weights.unbind()
-        confidence = torch.sigmoid(maps[:, _CONFIDENCE:_CONFIDENCE + 1] - 10.0 * moved * w_moved
+        confidence = torch.sigmoid(confidence_logit - 10.0 * moved * w_moved
                                    + w_trust * trust * mask + w_bias)
         if aux:
             return {"depth": depth, "confidence": confidence, "initial": initial,

@@ -6,8 +6,10 @@ Processes::
     depth_ros_bag_play (--restamp) ─► /kitti/camera2/{image_raw,camera_info,depth_groundtruth},
                                       /kitti/velo/pointcloud
     mono_depth_node   (namespace /mono)   ─► /mono/depth, /mono/points
-    fusion_depth_node (namespace /fusion) ─► /fusion/depth, /fusion/points
-    this process: DemoCollector ◄── camera images, ground truth, both nodes' depth and points
+    fusion_depth_node (namespace /fusion) ─► /fusion/depth, /fusion/depth/confidence,
+                                             /fusion/points
+    this process: DemoCollector ◄── camera images, ground truth, both nodes' depth and points,
+                                    the fusion node's confidence
 
 The player stamps each message with the time it sends it, as a live driver does, so the age of
 a depth image when it arrives here is the end-to-end latency through its node.
@@ -45,6 +47,11 @@ POINTS_DECIMATION = 2
 # One inference thread per node: two nodes, the player and this collector share the machine,
 # and two onnxruntime pools of one thread per core each would oversubscribe two cores.
 INFERENCE_THREADS = 1
+# Nodes whose model has a confidence output (depth/confidence), and the min_confidence they
+# run with: points below it are left out of their cloud, and the demo reports the share of
+# pixels at or above it.
+CONFIDENCE_NODES = ("fusion",)
+MIN_CONFIDENCE = 0.5
 
 
 @dataclass
@@ -55,6 +62,8 @@ class NodeOutput:
     latencies_ms: list[float] = field(default_factory=list)
     receive_times_s: list[float] = field(default_factory=list)
     points: np.ndarray | None = None  # one cloud (x, y, z) from the middle of the run
+    # stamp ns -> share of the confidence image's finite pixels ≥ MIN_CONFIDENCE
+    confidence_shares: dict[int, float] = field(default_factory=dict)
     evaluator: OnlineDepthEvaluator = field(
         default_factory=lambda: OnlineDepthEvaluator(EvalProtocol(max_depth_m=80.0)))
 
@@ -67,6 +76,8 @@ class DemoRun:
     groundtruth: dict[int, np.ndarray]  # stamp ns -> metres, NaN = no data
     outputs: dict[str, NodeOutput]
     node_logs: dict[str, Path]
+    confidence_nodes: tuple[str, ...] = CONFIDENCE_NODES
+    min_confidence: float = MIN_CONFIDENCE
 
 
 class DemoCollector(Node):
@@ -86,6 +97,9 @@ class DemoCollector(Node):
         for name in NODES:
             self.create_subscription(Image, f"/{name}/depth",
                                      lambda msg, n=name: self._on_depth(n, msg), qos)
+        for name in CONFIDENCE_NODES:
+            self.create_subscription(Image, f"/{name}/depth/confidence",
+                                     lambda msg, n=name: self._on_confidence(n, msg), qos)
 
     def _on_image(self, msg: Image) -> None:
         self.images[Time.from_msg(msg.header.stamp).nanoseconds] = image_to_rgb(msg).copy()
@@ -109,6 +123,14 @@ class DemoCollector(Node):
             self._points_subscriptions[name] = self.create_subscription(
                 PointCloud2, f"/{name}/points", lambda m, n=name: self._on_points(n, m),
                 self._qos)
+
+    def _on_confidence(self, name: str, msg: Image) -> None:
+        # One number a frame, computed here (a 1242×375 comparison is cheap); the image is
+        # not kept.
+        confidence = image_to_numpy(msg)
+        finite = np.isfinite(confidence)
+        share = float((confidence[finite] >= MIN_CONFIDENCE).mean()) if finite.any() else 0.0
+        self.outputs[name].confidence_shares[Time.from_msg(msg.header.stamp).nanoseconds] = share
 
     def score(self) -> None:
         """Pair every node's depth with the ground truth by stamp and score the pairs."""
@@ -139,6 +161,7 @@ def _node_commands(drive_dir: Path, topics: BagTopics, models: dict[str, str], b
         "fusion_depth_node", find_config("fusion_depth.yaml"),
         params={"model_path": models["fusion"], "backend": backend,
                 "points_decimation": POINTS_DECIMATION, "num_threads": INFERENCE_THREADS,
+                "min_confidence": MIN_CONFIDENCE,
                 "calibration_path": str(drive_dir / "calib_velo_to_cam.txt"),
                 "cam_to_cam_path": str(drive_dir / "calib_cam_to_cam.txt"),
                 "calibration_camera": CAMERA},
