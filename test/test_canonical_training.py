@@ -166,6 +166,8 @@ def test_validation_frames_are_resized_to_the_canonical_focal_and_padded():
     (["data.resize_policy=canonical", "data.canonical_focal_px=480",
       "data.scale_jitter=[1.0]"], "scale_jitter must be"),
     (["data.resize_policy=stretch"], "resize_policy must be fixed or canonical"),
+    (["data.resize_policy=canonical", "data.canonical_focal_px=480",
+      "data.max_input_size=[352, 0]"], "max_input_size must be"),
     (["data.val_synthetic={drives: 6, seed: 1000}",
       "data.extra_train=[{root: x, synthetic: {drives: 10, seed: 1004}}]"],
      "overlap training seeds"),
@@ -209,6 +211,7 @@ def test_a_canonical_run_mixes_cameras_and_says_so_in_its_checkpoint_and_onnx(tm
         "data": {"root": str(tmp_path / "data"), "input_height": 64, "input_width": 96,
                  "load_threads": 1, "zero_depth_is_far": True, "resize_policy": "canonical",
                  "canonical_focal_px": 100.0, "scale_jitter": [0.8, 1.25],
+                 "max_input_size": [128, 192],
                  "extra_train": [{"root": str(tmp_path / "extra")}]},
         "optim": {"warmup_steps": 1},
     }
@@ -225,6 +228,8 @@ def test_a_canonical_run_mixes_cameras_and_says_so_in_its_checkpoint_and_onnx(tm
     assert meta["resize_policy"] == "canonical"
     assert float(meta["train_focal_px"]) == 100.0
     assert (meta["train_input_height"], meta["train_input_width"]) == ("64", "96")
+    # The runtime's largest network input (beyond it: tiles), from data.max_input_size.
+    assert (int(meta["max_input_height"]), int(meta["max_input_width"])) == (128, 192)
     assert "canonical camera fx 100 px" in meta["train_data"]
     assert np.isfinite(payload["val_metrics"]["abs_rel"])
     onnx_path = tmp_path / "canonical.onnx"
@@ -236,3 +241,4 @@ def test_a_canonical_run_mixes_cameras_and_says_so_in_its_checkpoint_and_onnx(tm
     assert export.returncode == 0, export.stderr[-3000:]
     props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert props["resize_policy"] == "canonical" and float(props["train_focal_px"]) == 100.0
+    assert (int(props["max_input_height"]), int(props["max_input_width"])) == (128, 192)

@@ -52,7 +52,7 @@ def test_recipe_loads_validates_and_documents_its_commands(path: Path) -> None:
     text = path.read_text()
     overrides = []
     if "data.bags=" in text:
-        with pytest.raises(ConfigError, match="needs data.bags"):
+        with pytest.raises(ConfigError, match=r"needs data\.bags"):
             load_config(path)
         overrides = ["data.bags=[my.mcap]", "data.image_topic=/camera/image_raw",
                      "data.lidar_topic=/lidar/points"]

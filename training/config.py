@@ -125,6 +125,9 @@ class DataConfig:
     canonical_focal_px: float = 0.0  # the model's focal length (train_focal_px)
     scale_jitter: list[float] = field(default_factory=lambda: [1.0, 1.0])  # [lo, hi] of u
     val_pad_multiple: int = 32  # the model's stride (32: mono_cnn, mono_c2f, fusion models)
+    # canonical: the largest network input [height, width] the runtime may use (metadata
+    # max_input_height/width; larger resized frames run in tiles); [0, 0]: no limit.
+    max_input_size: list[int] = field(default_factory=lambda: [0, 0])
     # --- dataset: bag (adapting to a robot's own recording, training.data.adapt) ---------
     bags: list[str] = field(default_factory=list)  # rosbag2 directories or .mcap/.db3 files
     image_topic: str = ""
@@ -430,6 +433,10 @@ class TrainConfig:
         if len(jitter) != 2 or not 0 < jitter[0] <= jitter[1]:
             raise ConfigError(f"data.scale_jitter must be [lo, hi] with 0 < lo <= hi, got "
                               f"{jitter}")
+        if (len(data.max_input_size) != 2 or min(data.max_input_size) < 0
+                or (0 in data.max_input_size and any(data.max_input_size))):
+            raise ConfigError(f"data.max_input_size must be [height, width] (both > 0) or "
+                              f"[0, 0], got {data.max_input_size}")
         if data.val_pad_multiple < 1:
             raise ConfigError(f"data.val_pad_multiple must be at least 1, got "
                               f"{data.val_pad_multiple}")

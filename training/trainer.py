@@ -194,6 +194,10 @@ class Trainer:
             train_data=config.train_data or data.description, version=config.version,
             model_kwargs=json.loads(json.dumps(config.model.kwargs)),
             resize_policy=resize_policy,
+            max_input_height=(int(config.data.max_input_size[0])
+                              if resize_policy == "canonical" else 0),
+            max_input_width=(int(config.data.max_input_size[1])
+                             if resize_policy == "canonical" else 0),
             outputs=",".join(getattr(self.model, "outputs", ())))
         # Models with a confidence output train with the completion loss.
         self.completion = "confidence" in getattr(self.model, "outputs", ())
