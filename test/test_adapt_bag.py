@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -320,6 +321,24 @@ def test_engine_drives_are_mixed_into_the_steps(bag, drive, tmp_path) -> None:
     assert not bool(item[-1]) and item[0].shape == (3, HEIGHT, WIDTH)
     assert float((item[1] > 0).float().mean()) > 0.5  # the engine's dense depth
     assert trainer.fit()["abs_rel"] > 0
+
+
+def test_existing_engine_drives_are_never_re_rendered(bag, drive, tmp_path) -> None:
+    """The recipe's mix root is the mono training set's: drives rendered there with other
+    parameters than data.synthetic's are mixed in as they are, not replaced."""
+    from training.trainer import Trainer
+
+    mix_drive = tmp_path / "mix/train" / drive.parent.name / drive.name
+    shutil.copytree(drive, mix_drive)  # a copy: find_drives does not follow symlinks
+    params = (mix_drive / "depth_ros_synthetic.json").read_text()
+    config = load_config(REPO / "config/train/adapt_bag.yaml", [*_overrides(
+        bag, tmp_path, "max_steps=1", "batch_size=2", "val_every=100"),
+        f"data.mix_engine_root={tmp_path / 'mix'}", "data.mix_engine_ratio=0.25",
+        "data.synthetic={drives: 2, frames: 2, seed: 0, stereo: false}"])
+    trainer = Trainer(config, tmp_path / "run")
+    assert (mix_drive / "depth_ros_synthetic.json").read_text() == params  # seed 77, 12 frames
+    assert sorted(p.name for p in mix_drive.parent.iterdir()) == [drive.name]
+    assert len(trainer.train_set) == 9 + 3
 
 
 def test_extra_export_metadata_cannot_overwrite_the_models(tmp_path) -> None:

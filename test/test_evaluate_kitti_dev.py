@@ -113,6 +113,35 @@ def test_a_drive_without_lidar_is_one_error_line(tmp_path, capsys):
     assert "no KITTI drives" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("text", "numbers"), [("5-6", [5, 6]), ("0,2,4-5", [0, 2, 4, 5]),
+                                             ("6", [6]), (" 3 , 1-2", [1, 2, 3]),
+                                             ("4-5,5", [4, 5])])
+def test_frame_list_parses_numbers_and_inclusive_ranges(text, numbers):
+    assert ev.frame_list(text) == numbers
+
+
+@pytest.mark.parametrize("text", ["", "a", "5-", "-1", "6-5", "1,,2", "1-2-3", "0,6-5"])
+def test_a_bad_frame_list_is_one_argparse_error(text, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ev.main(["--model", "classical", "--dataset", "lidar_holdout", "--data",
+                 str(tmp_path), "--frames", text])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "argument --frames: not a frame list" in err[-1] and repr(text) in err[-1]
+
+
+def test_frames_scores_only_those_frames_of_both_cameras(engine_root, capsys):
+    kept = ev.KittiDevFrames(engine_root, "lidar_holdout", frame_numbers=ev.frame_list("1"))
+    assert len(kept) == 2  # frame 1 of camera 2 and of camera 3
+    assert [kept.frames.index[i][0].frames[kept.frames.index[i][1]] for i in range(2)] \
+        == ["0000000001", "0000000001"]
+    with pytest.raises(ev.EvaluationError, match=r"no frame \[5\]"):
+        ev.KittiDevFrames(engine_root, "lidar_holdout", frame_numbers=[1, 5])
+    assert ev.main(["--model", "classical", "--dataset", "engine", "--data", str(engine_root),
+                    "--frames", "1", "--no-progress"]) == 1
+    assert "--frames selects kitti_dev frames" in capsys.readouterr().err
+
+
 @needs_kitti_dev
 def test_kitti_dev_figures_for_ip_basic_and_the_bundled_fusion_model(tmp_path, capsys):
     """kitti_dev's README: held-out RMSE/MAE 3887/1042 mm (IP-Basic) and 3629/1546 mm (the

@@ -337,6 +337,10 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
 
 def make_reader(args: argparse.Namespace, needs_lidar: bool) -> FrameReader:
     """The reader of ``--dataset`` from the command-line paths."""
+    # Checked first: every other dataset would score all its frames, silently.
+    if args.frames is not None and args.dataset not in ("lidar_holdout", "kitti_dev_mono"):
+        raise EvaluationError("--frames selects kitti_dev frames: use it with --dataset "
+                              "lidar_holdout or kitti_dev_mono")
     if args.dataset == "engine":
         return KittiRawFrames(find_drives(args.data))
     if args.dataset == "kitti_eigen":
@@ -352,25 +356,23 @@ def make_reader(args: argparse.Namespace, needs_lidar: bool) -> FrameReader:
         return KittiValSelection(args.data)
     if args.dataset in ("lidar_holdout", "kitti_dev_mono"):
         return KittiDevFrames(args.data, args.dataset, frame_numbers=args.frames)
-    if args.frames is not None:
-        raise EvaluationError("--frames selects kitti_dev frames: use it with --dataset "
-                              "lidar_holdout or kitti_dev_mono")
     return NyuLabeled(args.data) if Path(args.data).is_file() else NyuSync(args.data, args.split)
 
 
 def frame_list(text: str) -> list[int]:
     """``5-6`` or ``0,2,4-5`` → frame numbers (inclusive ranges)."""
     numbers = []
-    try:
-        for part in text.split(","):
-            low, _, high = part.strip().partition("-")
-            numbers += range(int(low), int(high or low) + 1)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"not a frame list (e.g. 5-6 or 0,2,4): {text!r}") from exc
-    if not numbers:
-        raise argparse.ArgumentTypeError(f"no frames in {text!r}")
-    return numbers
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:  # "5-" and "6-5" are typos, not frame 5 or no frames: refuse them
+            first, last = int(low), int(high) if dash else int(low)
+        except ValueError:
+            first, last = 0, -1
+        if last < first:
+            raise argparse.ArgumentTypeError(
+                f"not a frame list (e.g. 5-6 or 0,2,4-5): {text!r}")
+        numbers += range(first, last + 1)
+    return sorted(set(numbers))
 
 
 def print_table(results: dict[str, dict[str, float]]) -> None:

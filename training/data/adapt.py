@@ -361,8 +361,12 @@ def bag_splits(config: TrainConfig, dist: DistContext, lidar: bool,
              len(selection.train), usable, len(selection.val))
     engine = None
     if data.mix_engine_root and data.mix_engine_ratio > 0:
-        if data.synthetic is not None and dist.is_main:  # rendered once, by rank 0
-            ensure_synthetic_drives(Path(data.mix_engine_root) / "train", data.synthetic,
+        mix_train = Path(data.mix_engine_root) / "train"
+        # Rendered only where there are no drives yet: drives rendered with other parameters
+        # (the mono recipe's training set, the default root) are used as they are, never
+        # re-rendered with data.synthetic's (ensure_synthetic_drives would replace them).
+        if data.synthetic is not None and dist.is_main and not _has_drives(mix_train):
+            ensure_synthetic_drives(mix_train, data.synthetic,
                                     data.image_width, data.image_height, data.render_workers)
         dist.barrier()
         engine = engine_items(config, lidar, native, focal)
@@ -372,6 +376,14 @@ def bag_splits(config: TrainConfig, dist: DistContext, lidar: bool,
     description = (f"bag {frames.source} ({len(selection.train)} frames"
                    + (f", engine drives under {data.mix_engine_root}" if engine else "") + ")")
     return DataSplits(train, val, focal, description)
+
+
+def _has_drives(root: Path) -> bool:
+    """Whether ``root`` holds at least one KITTI-layout drive."""
+    try:
+        return bool(find_drives(root))
+    except KittiFormatError:
+        return False
 
 
 def _train_focal(config: TrainConfig, frames: Any, native: bool) -> float:
