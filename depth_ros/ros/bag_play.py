@@ -388,6 +388,12 @@ def play_main(argv: list[str] | None = None) -> int:
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shuts the context down at once, and a publish already under way then fails
+        # ("publisher's context is invalid") before KeyboardInterrupt reaches this thread:
+        # that is a stop, not an error. Anything while the context is still up is an error.
+        if rclpy.ok():
+            raise
     finally:
         if player is not None:
             player.close()
