@@ -221,6 +221,42 @@ def test_fast_inference_options_share_the_weights_and_keep_the_returns() -> None
     assert float(((depth_fast - depth).abs() / depth).median()) < 0.2
 
 
+def test_context_attention_starts_as_the_model_without_it_and_reaches_across_the_frame() -> None:
+    """The bottleneck's cross-modal attention starts as the identity (output projections at
+    zero), so it is added to trained weights without changing them; trained, a pixel reads
+    returns far beyond a convolution's reach; a frame without returns stays finite."""
+    torch.manual_seed(0)
+    height, width = 128, 512
+    base = create_model("fusion_spn", **TINY, head_init_std=0.3).eval()
+    model = create_model("fusion_spn", **TINY, head_init_std=0.3, context_attention=True)
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(k.startswith("context.") for k in missing)
+    model.eval()
+    rows = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width)
+    keep = (rows >= 48) & (rows % 4 == 0)
+    sparse = (torch.where(rows >= 0, 2.0 + 800.0 / (rows + 8.0), rows) * keep)[None, None]
+    image = torch.rand(1, 3, height, width)
+    far_right = sparse.clone()
+    far_right[..., 448:] *= 3.0  # returns only in the right-most 64 columns change
+    with torch.no_grad():
+        assert torch.equal(model(image, sparse)[0], base(image, sparse)[0])
+        for module in model.context.modules():  # as if trained: every weight non-zero
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                torch.nn.init.normal_(module.weight, std=0.3)
+        left = (..., slice(0, 40), slice(0, 64))  # above the scan, 384+ pixels away
+        assert torch.equal(base(image, sparse)[0][left], base(image, far_right)[0][left])
+        reach = (model(image, sparse)[0][left] - model(image, far_right)[0][left]).abs().max()
+        assert float(reach) > 1e-5  # metres; exactly 0 without the attention (above)
+        depth, confidence = model(image, torch.zeros_like(sparse))
+        small, _ = model(image[..., 96:, :32], sparse[..., 96:, :32])  # one stride: one cell
+    assert torch.isfinite(depth).all() and torch.isfinite(confidence).all()
+    assert small.shape == (1, 1, 32, 32) and torch.isfinite(small).all()
+    for scale in (1, 2):  # both feature scales: context cells of 64 frame pixels
+        model.feature_scale = scale
+        with torch.no_grad():
+            assert model(image, sparse)[0].shape == (1, 1, height, width)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"coarse_weights": True, "guide_channels": 4}, "guide_channels=0"),
     ({"widths": (4, 8, 8)}, "4 entries"),
@@ -234,9 +270,13 @@ def test_bad_constructor_arguments(kwargs: dict, message: str) -> None:
         create_model("fusion_spn", **kwargs)
 
 
-@pytest.mark.parametrize("options", [
-    {}, {"feature_scale": 2, "split_propagation": True, "coarse_weights": True}])
-def test_export_has_both_outputs_and_matches_pytorch(tmp_path, options: dict) -> None:
+@pytest.mark.parametrize("options, size", [
+    ({}, (64, 96)), ({"feature_scale": 2, "split_propagation": True, "coarse_weights": True},
+                     (64, 96)),
+    # Traced with at least 2 × 2 context cells: with one, the exporter fixes the batch at 1.
+    ({"context_attention": True}, (128, 256))])
+def test_export_has_both_outputs_and_matches_pytorch(tmp_path, options: dict,
+                                                     size: tuple[int, int]) -> None:
     from training.export import export_onnx, parity
 
     torch.manual_seed(0)
@@ -244,7 +284,7 @@ def test_export_has_both_outputs_and_matches_pytorch(tmp_path, options: dict) ->
     meta = ModelMetadata("fusion_spn", "fusion", "metric", 32, 64, 96, 0.1, 100.0, 700.0,
                          model_kwargs={**TINY, "head_init_std": 0.05, **options},
                          resize_policy="native", outputs="depth,confidence")
-    path = export_onnx(model, meta, tmp_path / "spn.onnx", 64, 96)
+    path = export_onnx(model, meta, tmp_path / "spn.onnx", *size)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["depth", "confidence"]
     props = session.get_modelmeta().custom_metadata_map

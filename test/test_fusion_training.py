@@ -246,3 +246,31 @@ def test_bundled_fusion_model_follows_its_lidar() -> None:
         assert confidence.shape == (375, 1242)
         assert 0.0 <= np.nanmin(confidence) and np.nanmax(confidence) <= 1.0
     assert errors[8.0] <= 0.03 and errors[25.0] <= 0.03, errors
+
+
+def test_init_checkpoint_may_lack_only_the_parameters_named_new(tmp_path: Path) -> None:
+    """``init_new_parameters``: a module added to a trained model (fusion_spn's context
+    attention) starts from its own initialisation, everything else from the checkpoint; any
+    other missing, extra or reshaped entry is still a one-line ConfigError."""
+    from training.trainer import load_initial_weights
+
+    tiny = {"widths": (4, 8, 8, 8), "dilations": (1, 2)}
+    trained = create_model("fusion_spn", **tiny, head_init_std=0.1)
+    path = tmp_path / "trained.pt"
+    save_checkpoint({"state_dict": trained.state_dict(), "metadata": {}, "step": 7}, path)
+    grown = create_model("fusion_spn", **tiny, context_attention=True)
+    step, fresh = load_initial_weights(grown, str(path), ["context."])
+    assert step == 7 and fresh == sum(1 for k in grown.state_dict() if k.startswith("context."))
+    assert torch.equal(grown.head.weight, trained.head.weight)
+    with pytest.raises(ConfigError, match=r"init_checkpoint .*context"):
+        load_initial_weights(create_model("fusion_spn", **tiny, context_attention=True),
+                             str(path))  # not named new: missing is an error
+    with pytest.raises(ConfigError, match=r"unexpected beyond init_new_parameters.*context"):
+        grown_path = tmp_path / "grown.pt"
+        save_checkpoint({"state_dict": grown.state_dict(), "metadata": {}, "step": 1},
+                        grown_path)
+        load_initial_weights(create_model("fusion_spn", **tiny), str(grown_path), ["head."])
+    with pytest.raises(ConfigError, match="size mismatch"):
+        load_initial_weights(create_model("fusion_spn", widths=(4, 8, 8, 16),
+                                          dilations=(1, 2), context_attention=True),
+                             str(path), ["context."])

@@ -351,6 +351,10 @@ class TrainConfig:
     # A checkpoint whose weights start the run (fine-tuning; optimiser and step start afresh,
     # unlike --resume); empty: the model's own initialisation.
     init_checkpoint: str = ""
+    # Parameters of the model that init_checkpoint may lack (name prefixes, e.g. "context."
+    # for a module added to a trained model); they keep their own initialisation. Anything
+    # else missing, extra or of another shape is still an error.
+    init_new_parameters: list[str] = field(default_factory=list)
     train_data: str = ""  # recorded in the model metadata; empty: described from data
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

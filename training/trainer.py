@@ -244,14 +244,10 @@ class Trainer:
         return "canonical"
 
     def _load_initial_weights(self, path: str) -> None:
-        """Start from another run's weights (``init_checkpoint``); a checkpoint of another
-        architecture or size is a one-line ``ConfigError``."""
-        try:
-            payload = load_checkpoint(path)
-            self.model.load_state_dict(payload["state_dict"])
-        except (CheckpointError, RuntimeError, KeyError) as exc:
-            raise ConfigError(f"init_checkpoint {path}: {str(exc).splitlines()[0]}") from exc
-        LOG.info("weights from %s (step %s)", path, payload.get("step", "?"))
+        """Start from another run's weights (``init_checkpoint``)."""
+        step, fresh = load_initial_weights(self.model, path, self.config.init_new_parameters)
+        LOG.info("weights from %s (step %s)%s", path, step,
+                 f"; {fresh} new parameters initialised" if fresh else "")
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -634,3 +630,27 @@ class Trainer:
         # Every rank returns once the final checkpoint is complete.
         self.dist.barrier()
         return self.last_val
+
+
+def load_initial_weights(model: torch.nn.Module, path: str,
+                         new_parameters: Sequence[str] = ()) -> tuple[Any, int]:
+    """Load ``init_checkpoint`` into ``model``; returns (its step, how many of the model's
+    entries it lacked). Only names starting with one of ``new_parameters`` may be missing;
+    anything else missing, an unexpected name or another shape is a one-line ``ConfigError``.
+    """
+    new = tuple(new_parameters)
+    try:
+        payload = load_checkpoint(path)
+        # Names are checked here (one line naming them); shapes by torch, strict or not.
+        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    except (CheckpointError, RuntimeError, KeyError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+        # torch's first line only says that loading failed; the next names the first tensor.
+        detail = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[1]}"
+        raise ConfigError(f"init_checkpoint {path}: {detail}") from exc
+    stray = [k for k in missing if not k.startswith(new)] + list(unexpected)
+    if stray:
+        raise ConfigError(f"init_checkpoint {path}: missing or unexpected beyond "
+                          f"init_new_parameters {list(new)}: {', '.join(stray[:4])}"
+                          f"{' …' if len(stray) > 4 else ''}")
+    return payload.get("step", "?"), len(missing)

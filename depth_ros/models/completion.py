@@ -14,9 +14,12 @@ two CPU cores:
 4. a ``confidence`` output in [0, 1]: the probability that the pixel's relative error is
    below ``confidence_threshold`` (trained as such).
 
-The seed's idea (image features meeting LiDAR features) is the U-Net's input: the image and the
-pre-filled LiDAR enter together at every pixel, where they pay most for a convolutional
-network; attention over tokens is left out (it costs more than it brings at 1/16 on 2 cores).
+The seed's idea (image features meeting LiDAR features) enters twice: the image and the
+pre-filled LiDAR enter the U-Net together at every pixel, and with ``context_attention`` the
+bottleneck's features (1/16) attend to the features of the frame's LiDAR-covered cells pooled
+to 1/64 (``attention.CrossModalAttention``): global context, the one scale where attention is
+cheap on a CPU and where a convolution cannot reach (a pixel above the scan's field of view
+can read the depth of the returns anywhere in the frame).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 from torch import nn
 
+from depth_ros.models.attention import CrossModalAttention
 from depth_ros.models.layers import BasicBlock, ConvBNReLU, ImageNetNormalize
 from depth_ros.models.prefill import prefill_depth
 from depth_ros.models.registry import register_model
@@ -35,6 +39,8 @@ from depth_ros.models.spn import NUM_AFFINITIES, SpatialPropagation, affinity_we
 # Head channels: log-depth residual, affinity logits, trust logit, confidence logit.
 _RESIDUAL, _AFFINITY, _TRUST, _CONFIDENCE = 0, 1, 1 + NUM_AFFINITIES, 2 + NUM_AFFINITIES
 _HEAD_CHANNELS = 3 + NUM_AFFINITIES
+# Context attention: the keys are cells of 64×64 pixels of the frame (1/64).
+_CONTEXT_CELL = 64
 
 
 class _Up(nn.Module):
@@ -89,6 +95,10 @@ class FusionSPN(nn.Module):
             a bilinear blend of convex weights is still convex, and the softmax then runs on
             1/16 (``feature_scale=2``: 1/64) of the pixels. An inference-time option of the
             same weights (a slightly different function); False as trained.
+        context_attention: add the bottleneck's cross-modal attention (see the module
+            docstring); its output projections start at zero, so it can be added to a trained
+            model and fine-tuned from there.
+        context_heads: its attention heads.
     """
 
     kind = "fusion"
@@ -103,7 +113,8 @@ class FusionSPN(nn.Module):
                  confidence_threshold: float = 0.05, trust_init: float = 0.99,
                  train_feature_scales: Sequence[int] = (1,), head_init_std: float = 0.0,
                  prefill_dilation: int = 3, prefill_blur_width: int = 11,
-                 split_propagation: bool = False, coarse_weights: bool = False) -> None:
+                 split_propagation: bool = False, coarse_weights: bool = False,
+                 context_attention: bool = False, context_heads: int = 4) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"widths must have 4 entries (1/2 … 1/16), got {tuple(widths)}")
@@ -129,6 +140,12 @@ class FusionSPN(nn.Module):
         self.enc2 = nn.Sequential(ConvBNReLU(c1, c2, stride=2), BasicBlock(c2))
         self.enc3 = nn.Sequential(ConvBNReLU(c2, c3, stride=2), BasicBlock(c3))
         self.enc4 = nn.Sequential(ConvBNReLU(c3, c4, stride=2), BasicBlock(c4), BasicBlock(c4))
+        self.context = None
+        if context_attention:
+            self.context = CrossModalAttention(c4, c4, num_heads=context_heads, fused_attn=False)
+            for layer in (self.context.image_pos, self.context.attn.proj, self.context.mlp[-1]):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         self.up3 = _Up(c4, c3, c3)
         self.up2 = _Up(c3, c2, c2)
         self.up1 = _Up(c2, c1, c1)
@@ -171,8 +188,21 @@ class FusionSPN(nn.Module):
         s2 = self.enc2(s1)
         s3 = self.enc3(s2)
         s4 = self.enc4(s3)
+        if self.context is not None:
+            s4 = self._attend(s4, mask, scale)
         y = self.up1(self.up2(self.up3(s4, s3), s2), s1)
         return self.head(y)
+
+    def _attend(self, s4: torch.Tensor, mask: torch.Tensor, scale: int) -> torch.Tensor:
+        """Bottleneck features (1/16 of the feature input) attend to their own cells of
+        _CONTEXT_CELL pixels of the frame that hold at least one return (mask at the feature
+        input's size)."""
+        pool = _CONTEXT_CELL // (16 * scale)
+        # ceil_mode: a partial cell at the bottom or right edge is a cell too (any frame of
+        # at least one stride has one).
+        context = F.avg_pool2d(s4, pool, ceil_mode=True)
+        valid = F.max_pool2d(mask, _CONTEXT_CELL // scale, ceil_mode=True) > 0
+        return self.context(s4, context, valid)
 
     def forward(self, image: torch.Tensor, sparse_depth: torch.Tensor,
                 aux: bool = False) -> tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]:
