@@ -87,10 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    # The reduced option of the completion model (features from a half-size frame) too.
-    names = args.models or [*list_models(), "fusion_spn:feature_scale=2"]
+    # The completion model as bundled (with its context attention) and its reduced option
+    # (features from a half-size frame) too.
+    names = args.models or [*list_models(), "fusion_spn:context_attention=true",
+                            "fusion_spn:context_attention=true,feature_scale=2"]
     print(f"{args.threads} threads, median of {args.repeats}; sizes rounded to the stride")
-    print(f"{'model':<28}{'params M':>10}{'GFLOPs 1216x352':>17}"
+    print(f"{'model':<50}{'params M':>10}{'GFLOPs 1216x352':>17}"
           f"{'ms 1216x352':>13}{'ms 518x518':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             model = create_model(base, **kwargs).eval()
             stride = int(getattr(model, "stride", 32))
             params = sum(p.numel() for p in model.parameters()) / 1e6
-            row = [f"{name:<28}{params:>10.2f}"]
+            row = [f"{name:<50}{params:>10.2f}"]
             for i, size in enumerate(SIZES):
                 inputs = _inputs(model, *_round(size, stride))
                 if i == 0:

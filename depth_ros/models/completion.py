@@ -194,9 +194,9 @@ class FusionSPN(nn.Module):
         return self.head(y)
 
     def _attend(self, s4: torch.Tensor, mask: torch.Tensor, scale: int) -> torch.Tensor:
-        """Bottleneck features (1/16 of the feature input) attend to their own cells of
-        _CONTEXT_CELL pixels of the frame that hold at least one return (mask at the feature
-        input's size)."""
+        """Bottleneck features (1/16 of the feature input) attend to the same features
+        average-pooled into cells of _CONTEXT_CELL × _CONTEXT_CELL frame pixels, only the
+        cells holding at least one return (``mask`` at the feature input's size)."""
         pool = _CONTEXT_CELL // (16 * scale)
         # ceil_mode: a partial cell at the bottom or right edge is a cell too (any frame of
         # at least one stride has one).
