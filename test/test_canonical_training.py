@@ -222,8 +222,8 @@ def test_a_canonical_run_mixes_cameras_and_says_so_in_its_checkpoint_and_onnx(tm
     assert run.returncode == 0, run.stderr[-3000:]
     assert "train: 8 frames from 2 drives (160x120, 310x94)" in run.stderr
     assert "validation at 160x64" in run.stderr  # 240x80 at fx 100: 160x53, padded to 32
-    payload = torch.load(tmp_path / "runs" / "canonical" / "last.pt", map_location="cpu",
-                         weights_only=True)
+    last = tmp_path / "runs" / "canonical" / "last.pt"
+    payload = torch.load(last, map_location="cpu", weights_only=True)
     meta = payload["metadata"]
     assert meta["resize_policy"] == "canonical"
     assert float(meta["train_focal_px"]) == 100.0
