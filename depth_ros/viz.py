@@ -122,6 +122,33 @@ def lidar_overlay(rgb: np.ndarray, sparse_depth_m: np.ndarray, min_depth_m: floa
     return out
 
 
+def ratio_overlay(rgb: np.ndarray, depth_m: np.ndarray, reference_m: np.ndarray,
+                  max_log2: float = 0.5, dot_px: int = 2) -> np.ndarray:
+    """Where ``reference_m`` (sparse depth, 0 = none, e.g. a LiDAR scan) has a value, a dot
+    coloured by log2(depth / reference) on a dimmed copy of ``rgb``: red too far, blue too
+    near, white right, saturating at ±``max_log2`` (0.5: ×1.41). Dots are grown as in
+    ``lidar_overlay`` (the nearest reference wins) and compared with the prediction under
+    them. What a wrong region of a prediction looks like, at a glance."""
+    reference = np.asarray(reference_m, dtype=np.float32)
+    depth = np.asarray(depth_m, dtype=np.float32)
+    if reference.shape != depth.shape or reference.shape != np.shape(rgb)[:2]:
+        raise ValueError(f"image {np.shape(rgb)[:2]}, depth {depth.shape} and reference "
+                         f"{reference.shape} must have the same size")
+    far_first = np.where(np.isfinite(reference) & (reference > 0), reference, np.inf)
+    if dot_px > 1:
+        far_first = -cv2.dilate(-far_first, np.ones((dot_px, dot_px), np.uint8))
+    dots = np.isfinite(far_first) & np.isfinite(depth) & (depth > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.where(dots, np.log2(depth / far_first), 0.0) / max_log2
+    level = np.clip(level, -1.0, 1.0).astype(np.float32)
+    # Diverging: white at 0, towards blue (near) or red (far).
+    colours = np.stack([np.where(level < 0, 1.0 + level, 1.0), 1.0 - np.abs(level),
+                        np.where(level > 0, 1.0 - level, 1.0)], axis=-1)
+    out = (np.asarray(rgb, np.float32) * 0.45).astype(np.uint8)
+    out[dots] = (colours[dots] * 255).astype(np.uint8)
+    return out
+
+
 def drive_contact_sheet(drive_dir: str | os.PathLike, num_frames: int = 3,
                         scale: float = 0.5) -> np.ndarray:
     """A contact sheet of a KITTI-layout drive: for ``num_frames`` frames spread over it, a

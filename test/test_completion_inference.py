@@ -169,8 +169,13 @@ def test_engine_protocol_scores_bands_confidence_and_other_models(completion_mod
     code = ev.main(["--model", str(completion_model), "--dataset", "engine", "--data",
                     str(tmp_path / "drives"), "--compare", str(completion_model),
                     "--calibration-png", str(png), "--json", str(tmp_path / "r.json"),
-                    "--no-progress"])
+                    "--error-png", str(tmp_path / "errors.png"), "--no-progress"])
     assert code == 0 and png.is_file()
+    import cv2
+
+    errors = cv2.imread(str(tmp_path / "errors.png"))
+    # one frame: camera, depth and ratio panels stacked, at half size
+    assert errors is not None and errors.shape[0] == round(3 * 75 / 2)
     import json
 
     results = json.loads((tmp_path / "r.json").read_text())["results"]

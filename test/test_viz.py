@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from depth_ros.viz import birds_eye_view, colorize_depth, stack_panels
+import pytest
+
+from depth_ros.viz import birds_eye_view, colorize_depth, ratio_overlay, stack_panels
 
 
 def test_colorize_depth_near_red_far_blue_invalid_black():
@@ -34,3 +36,24 @@ def test_birds_eye_view_places_points():
 def test_stack_panels_resizes_to_first_width():
     panel = stack_panels([np.zeros((10, 40, 3), np.uint8), np.zeros((10, 20, 3), np.uint8)])
     assert panel.shape == (30, 40, 3)
+
+
+def test_ratio_overlay_colours_too_far_red_too_near_blue_right_white():
+    rgb = np.full((6, 8, 3), 100, np.uint8)
+    reference = np.zeros((6, 8), np.float32)
+    reference[1, 1], reference[1, 4], reference[4, 1], reference[4, 4] = 10, 10, 10, 10
+    depth = np.full((6, 8), 10.0, np.float32)
+    depth[1, 4] = 20.0   # too far: log2 = 1, saturates
+    depth[4, 1] = 5.0    # too near
+    depth[4, 4] = 11.0   # a little far: pink
+    out = ratio_overlay(rgb, depth, reference, max_log2=0.5, dot_px=1)
+    assert out[1, 1].tolist() == [255, 255, 255]
+    assert out[1, 4].tolist() == [255, 0, 0] and out[4, 1].tolist() == [0, 0, 255]
+    assert out[4, 4, 0] == 255 and 0 < out[4, 4, 2] < 255
+    assert out[0, 0].tolist() == [45, 45, 45]  # no reference: the dimmed image
+    depth[2, 2] = 20.0  # where the dot at (1, 1) grows to: compared with the depth there
+    grown = ratio_overlay(rgb, depth, reference, dot_px=2)
+    assert grown[2, 2].tolist() == [255, 0, 0] and grown[1, 1].tolist() == [255, 255, 255]
+    assert grown[3, 3].tolist() == [45, 45, 45]
+    with pytest.raises(ValueError, match="same size"):
+        ratio_overlay(rgb, depth[:5], reference)

@@ -82,6 +82,7 @@ from depth_ros.readers import (
     NyuLabeled,
     NyuSync,
 )
+from depth_ros.viz import colorize_depth, ratio_overlay, stack_panels, write_png
 from training.confidence_eval import ConfidenceStats, calibration_png
 from training.data.drives import load_frames
 from training.data.holdout import HOLDOUT_FRACTION, holdout_mask  # noqa: F401 - re-exported
@@ -101,6 +102,7 @@ ALIGNMENTS = ("auto", "none", "median", "lstsq")
 BANDS = SCAN_BANDS
 DEFAULT_CONFIDENCE_THRESHOLD = 0.05
 CLASSICAL_ROW = "ip_basic"
+PANEL_FRAMES = 3  # frames drawn by --error-png
 Predictor = DepthEstimator | ClassicalCompletion
 
 
@@ -252,7 +254,8 @@ def predict_frame_detailed(estimator: Predictor, frame: DepthFrame, align: str
 def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
              align: str = "auto", crop: str | None = "default",
              baselines: dict[str, np.ndarray] | None = None, progress: bool = True,
-             classical_baseline: bool = True, others: dict[str, Predictor] | None = None
+             classical_baseline: bool = True, others: dict[str, Predictor] | None = None,
+             panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] | None = None
              ) -> dict[str, dict]:
     """Mean per-image metrics (Eigen's and the devkit's) of the model and any baselines.
 
@@ -265,7 +268,8 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
     view (``<row>@above_scan``: pixels above the scan's top-most return, see
     ``above_scan_mask``) and below it (``<row>@in_scan``). A model with a ``confidence``
     output adds ``results["confidence"]`` (``ConfidenceStats.summary()``, every scored
-    pixel pooled).
+    pixel pooled). ``panels``, a list: the first ``PANEL_FRAMES`` frames' (name, RGB, model
+    depth, ground truth) are appended to it, for ``error_panel``.
     """
     if dataset not in PROTOCOLS:
         raise EvaluationError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
@@ -301,6 +305,8 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
         height, width = gt.shape
         model_depth, confidence = predict_frame_detailed(estimator, frame, align)
         predictions = {"model": model_depth}
+        if panels is not None and index < PANEL_FRAMES:
+            panels.append((frame.name, frame.rgb, model_depth, gt))
         if dataset == "engine" and not (gt > 0).all():
             sky_far.append(float(np.mean(predictions["model"][gt <= 0] >= SKY_FAR_M)))
         if classical is not None:
@@ -333,6 +339,26 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
     if confidence_stats is not None:
         results["confidence"] = confidence_stats.summary()
     return results
+
+
+def error_panel(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+                title: str, scale: float = 0.5) -> np.ndarray:
+    """One column per frame: the camera, the model's depth and log2(depth / ground truth)
+    at the ground truth's pixels (``ratio_overlay``: red too far, blue too near), as RGB."""
+    if not panels:
+        raise EvaluationError("no frames to draw")
+    columns = []
+    for name, rgb, depth, gt in panels:
+        valid = gt[(gt > 0) & np.isfinite(gt)]
+        lo, hi = (3.0, 80.0) if valid.size == 0 else (max(0.5, float(np.percentile(valid, 2))),
+                                                     float(np.percentile(valid, 98)))
+        columns.append(stack_panels(
+            [rgb, colorize_depth(depth, lo, hi), ratio_overlay(rgb, depth, gt)],
+            [f"{title}: {Path(name).name}", "depth", "log2(depth / reference): red far, "
+             "blue near, +-0.5 saturates"]))
+    sheet = np.hstack([np.pad(c, ((0, 0), (0, 4), (0, 0))) for c in columns])
+    size = (max(1, round(sheet.shape[1] * scale)), max(1, round(sheet.shape[0] * scale)))
+    return cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
 
 
 def make_reader(args: argparse.Namespace, needs_lidar: bool) -> FrameReader:
@@ -430,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
                         "frames (a row named after its file; repeatable)")
     parser.add_argument("--calibration-png", type=Path, default=None,
                         help="models with a confidence output: write the reliability diagram")
+    parser.add_argument("--error-png", type=Path, default=None,
+                        help=f"draw the first {PANEL_FRAMES} frames: camera, the model's depth "
+                             "and its ratio to the ground truth at the ground truth's pixels")
     parser.add_argument("--frames", type=frame_list, default=None,
                         help="kitti_dev protocols: score only these frame numbers, e.g. 5-6 "
                              "or 0,2,4 (frames an adapted model never trained on)")
@@ -448,10 +477,12 @@ def main(argv: list[str] | None = None) -> int:
             name = path.stem if path.stem not in ("model", CLASSICAL_ROW) \
                 else f"compare_{path.stem}"
             others[name] = DepthEstimator(path, backend=args.backend)
+        panels: list | None = [] if args.error_png is not None else None
         results = evaluate(estimator, reader, args.dataset, args.align,
                            None if args.crop == "none" else args.crop, baselines,
                            progress=not args.no_progress,
-                           classical_baseline=not args.no_classical_baseline, others=others)
+                           classical_baseline=not args.no_classical_baseline, others=others,
+                           panels=panels)
     except (ModelLoadError, KittiFormatError, NyuFormatError, EvaluationError) as exc:
         print(f"evaluate.py: error: {exc}", file=sys.stderr)
         return 1
@@ -463,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         calibration_png(args.calibration_png, results["confidence"],
                         f"{args.model.stem} confidence on {args.dataset}")
+    if args.error_png is not None:
+        write_png(args.error_png, error_panel(panels, args.model.stem))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": str(args.model), "dataset": args.dataset,
