@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from depth_ros.geometry import backproject_depth
+
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "silog", "a1", "a2", "a3")
 
 
@@ -218,16 +220,62 @@ def above_scan_mask(sparse_depth: np.ndarray, half_width: int = SCAN_TOP_HALF_WI
 
 
 def band_metrics(pred: np.ndarray, gt: np.ndarray, above: np.ndarray, crop: str | None = None,
-                 min_depth: float = 1e-3, max_depth: float = 80.0
-                 ) -> dict[str, dict[str, float]]:
-    """``evaluation_metrics`` of one image in each of ``SCAN_BANDS`` (``above``: the
-    ``above_scan_mask`` of its LiDAR input); a band with fewer than ``MIN_BAND_PIXELS``
-    pixels of ground truth in range is left out."""
+                 min_depth: float = 1e-3, max_depth: float = 80.0,
+                 bands: tuple[str, str] = SCAN_BANDS) -> dict[str, dict[str, float]]:
+    """``evaluation_metrics`` of one image in each of two ``bands``: the first where
+    ``above`` is true (by default the ``above_scan_mask`` of its LiDAR input, ``SCAN_BANDS``),
+    the second elsewhere; a band with fewer than ``MIN_BAND_PIXELS`` pixels of ground truth
+    in range is left out."""
     gt = np.asarray(gt)
     scorable = (gt > min_depth) & (gt < max_depth)
     out = {}
-    for band, inside in zip(SCAN_BANDS, (above, ~above), strict=True):
+    for band, inside in zip(bands, (above, ~above), strict=True):
         if (scorable & inside).sum() >= MIN_BAND_PIXELS:
             out[band] = evaluation_metrics(pred, np.where(inside, gt, 0.0), crop, min_depth,
                                            max_depth)
     return out
+
+
+# --- the ground and what stands on it -----------------------------------------------------------
+
+# Monocular models are also scored apart on the ground plane and off it (things standing on
+# it, walls, vegetation): a model that has learnt depth from the image row alone is right on
+# the road and wrong on every object.
+GROUND_BANDS = ("ground", "off_ground")
+
+
+def ground_mask(depth: np.ndarray, K: np.ndarray,  # noqa: N803 - the usual name
+                tolerance_m: float = 0.25, iterations: int = 200, max_points: int = 20000,
+                max_tilt_deg: float = 25.0, seed: int = 0) -> np.ndarray | None:
+    """The pixels of ``depth`` (metres, 0 = none; e.g. a projected LiDAR scan or dense
+    ground truth) within ``tolerance_m`` of the dominant ground plane below the camera
+    (camera optical frame: y down): RANSAC over 3-point planes whose normal is within
+    ``max_tilt_deg`` of vertical, on up to ``max_points`` points. None when no such plane
+    holds a tenth of the points (e.g. a frame with no floor or road in view)."""
+    depth = np.asarray(depth, np.float32)
+    valid = np.isfinite(depth) & (depth > 0)
+    if valid.sum() < 3:
+        return None
+    points = backproject_depth(depth, K)[valid].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    sample = points[rng.choice(len(points), min(max_points, len(points)), replace=False)]
+    triples = sample[rng.integers(0, len(sample), (iterations, 3))]
+    normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
+    norms = np.linalg.norm(normals, axis=1)
+    ok = norms > 1e-9
+    normals[ok] /= norms[ok, None]
+    normals *= np.where(normals[:, 1] < 0, -1.0, 1.0)[:, None]  # pointing down (+y)
+    offsets = -(normals * triples[:, 0]).sum(axis=1)
+    # Level enough, and under the camera: the plane's height below the camera, -d / n_y, > 0.
+    ok &= (normals[:, 1] > np.cos(np.radians(max_tilt_deg))) & (offsets < 0)
+    if not ok.any():
+        return None
+    distances = np.abs(sample @ normals[ok].T + offsets[ok])
+    inliers = (distances < tolerance_m).sum(axis=0)
+    best = int(np.argmax(inliers))
+    if inliers[best] < 0.1 * len(sample):
+        return None
+    normal, offset = normals[ok][best], offsets[ok][best]
+    mask = np.zeros(depth.shape, bool)
+    mask[valid] = np.abs(points @ normal + offset) < tolerance_m
+    return mask

@@ -174,8 +174,8 @@ def test_engine_protocol_scores_bands_confidence_and_other_models(completion_mod
     import cv2
 
     errors = cv2.imread(str(tmp_path / "errors.png"))
-    # one frame: camera, depth and ratio panels stacked, at half size
-    assert errors is not None and errors.shape[0] == round(3 * 75 / 2)
+    # one frame: camera, depth and ratio panels stacked, at 0.4 of their size
+    assert errors is not None and errors.shape[0] == round(3 * 75 * 0.4)
     import json
 
     results = json.loads((tmp_path / "r.json").read_text())["results"]

@@ -98,7 +98,9 @@ def test_fusion_models_get_the_ip_basic_row(engine_root):
     assert alone["model"]["devkit_rmse"] == pytest.approx(results["model"]["devkit_rmse"])
     mono = ev.evaluate(DepthEstimator(DEFAULT_MONO_MODEL), reader, "lidar_holdout",
                        progress=False)
-    assert set(mono) == {"model"} and "input_dev_m" not in mono["model"]
+    # An image-only model: no IP-Basic row, but the ground-plane bands.
+    assert set(mono) == {"model", "model@ground", "model@off_ground"}
+    assert "input_dev_m" not in mono["model"]
 
 
 def test_a_drive_without_lidar_is_one_error_line(tmp_path, capsys):
@@ -172,11 +174,16 @@ def test_kitti_dev_reference_figures_for_mono():
     """kitti_dev's README: bundled mono_cnn_synthetic, AbsRel 0.233 and δ<1.25 0.708 against
     the raw LiDAR (Garg crop, 1e-3–80 m); 6906/3904 mm at the held-out pixels."""
     estimator = DepthEstimator(DEFAULT_MONO_MODEL)
-    mono = ev.evaluate(estimator, ev.KittiDevFrames(KITTI_DEV, "kitti_dev_mono"),
-                       "kitti_dev_mono", progress=False)["model"]
+    split = ev.evaluate(estimator, ev.KittiDevFrames(KITTI_DEV, "kitti_dev_mono"),
+                        "kitti_dev_mono", progress=False)
+    mono = split["model"]
     assert mono["frames"] == 14
     assert mono["abs_rel"] == pytest.approx(0.233, abs=0.002)
     assert mono["a1"] == pytest.approx(0.708, abs=0.002)
+    # Right on the road, wrong on what stands on it (model card: the split of the 0.233).
+    assert split["model@ground"]["frames"] == 14
+    assert split["model@ground"]["abs_rel"] == pytest.approx(0.077, abs=0.003)
+    assert split["model@off_ground"]["abs_rel"] == pytest.approx(0.412, abs=0.005)
     held = ev.evaluate(estimator, ev.KittiDevFrames(KITTI_DEV, "lidar_holdout"),
                        "lidar_holdout", progress=False)["model"]
     assert held["devkit_rmse"] == pytest.approx(6906, rel=0.01)

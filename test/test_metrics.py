@@ -12,6 +12,7 @@ from depth_ros.metrics import (
     METRIC_NAMES,
     depth_metrics,
     eval_crop_mask,
+    ground_mask,
     interpolate_background,
     kitti_devkit_metrics,
     mean_metrics,
@@ -155,3 +156,38 @@ def test_median_scaling_recovers_the_scale() -> None:
     gt = np.array([[2.0, 4.0, 8.0], [16.0, 0.0, 3.0]])
     mask = gt > 0
     np.testing.assert_allclose(median_scale(0.25 * gt + (~mask) * 7, gt, mask)[mask], gt[mask])
+
+
+def _road_scene(height_m: float = 1.65, pitch_deg: float = 0.0):
+    """Depth of a flat road 1.65 m under a camera (pitched down by ``pitch_deg``) and a box
+    standing on it: the box's pixels and the intrinsics."""
+    K = np.array([[200.0, 0, 80], [0, 200.0, 60], [0, 0, 1]])  # noqa: N806
+    rows, cols = np.mgrid[0:120, 0:160].astype(np.float64)
+    rays = np.stack([(cols - 80) / 200, (rows - 60) / 200, np.ones_like(rows)], -1)
+    pitch = np.radians(pitch_deg)
+    down = np.array([0.0, np.cos(pitch), -np.sin(pitch)])  # world "down" in the camera frame
+    along = rays @ down
+    depth = np.where(along > 1e-3, height_m / np.maximum(along, 1e-3), 0.0)
+    depth[depth > 60] = 0.0
+    box = (rows >= 40) & (rows < 80) & (cols >= 100) & (cols < 130)
+    depth[box] = 8.0  # a wall 8 m ahead, standing on the road
+    return depth.astype(np.float32), K, box
+
+
+@pytest.mark.parametrize("pitch_deg", [0.0, 5.0])
+def test_ground_mask_finds_the_road_and_not_what_stands_on_it(pitch_deg) -> None:
+    depth, K, box = _road_scene(pitch_deg=pitch_deg)  # noqa: N806
+    mask = ground_mask(depth, K)
+    assert mask is not None and mask.shape == depth.shape
+    road = (depth > 0) & ~box
+    assert mask[road].mean() > 0.99
+    # the wall is off the ground except where it meets it (its bottom rows, within 0.25 m)
+    assert mask[box].mean() < 0.1
+    assert not mask[depth == 0].any()
+
+
+def test_ground_mask_without_a_ground_plane_is_none() -> None:
+    K = np.array([[200.0, 0, 80], [0, 200.0, 60], [0, 0, 1]])  # noqa: N806
+    wall = np.full((120, 160), 5.0, np.float32)  # a camera facing a wall
+    assert ground_mask(wall, K) is None
+    assert ground_mask(np.zeros((120, 160), np.float32), K) is None

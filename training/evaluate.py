@@ -63,12 +63,14 @@ from depth_ros.inference.alignment import fit_scale_shift
 from depth_ros.kitti import KittiFormatError, find_drives
 from depth_ros.metrics import (
     DEVKIT_METRIC_NAMES,
+    GROUND_BANDS,
     METRIC_NAMES,
     SCAN_BANDS,
     above_scan_mask,
     band_metrics,
     eval_crop_mask,
     evaluation_metrics,
+    ground_mask,
     mean_metrics,
     median_scale,
 )
@@ -102,7 +104,7 @@ ALIGNMENTS = ("auto", "none", "median", "lstsq")
 BANDS = SCAN_BANDS
 DEFAULT_CONFIDENCE_THRESHOLD = 0.05
 CLASSICAL_ROW = "ip_basic"
-PANEL_FRAMES = 3  # frames drawn by --error-png
+PANEL_FRAMES = 2  # frames drawn by --error-png
 Predictor = DepthEstimator | ClassicalCompletion
 
 
@@ -293,6 +295,9 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
     bands = dataset == "engine" and fusion
     if bands:
         per_image.update({f"{name}@{band}": [] for name in fused_rows for band in BANDS})
+    # Image-only models: on the ground plane and off it (see GROUND_BANDS).
+    ground_rows = [] if fusion else ["model", *(others or {})]
+    per_image.update({f"{name}@{band}": [] for name in ground_rows for band in GROUND_BANDS})
     has_confidence = fusion and getattr(estimator.metadata, "has_confidence", False)
     confidence_stats = (ConfidenceStats(float(estimator.metadata.model_kwargs.get(
         "confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD))) if has_confidence else None)
@@ -316,6 +321,7 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
         for name, small in (baselines or {}).items():
             predictions[name] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
         above = above_scan_mask(frame.sparse_depth) if bands else None
+        ground = ground_mask(gt, frame.K) if ground_rows else None
         for name, pred in predictions.items():
             metrics = evaluation_metrics(pred, gt, crop, min_depth, max_depth)
             if name in fused_rows:
@@ -326,9 +332,16 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
                 for band, metrics in band_metrics(pred, gt, above, crop, min_depth,
                                                   max_depth).items():
                     per_image[f"{name}@{band}"].append(metrics)
+            if ground is not None and name in ground_rows:
+                for band, metrics in band_metrics(pred, gt, ground, crop, min_depth, max_depth,
+                                                  bands=GROUND_BANDS).items():
+                    per_image[f"{name}@{band}"].append(metrics)
         if confidence_stats is not None and confidence is not None:
             in_range = (gt > min_depth) & (gt < max_depth) & eval_crop_mask(height, width, crop)
             confidence_stats.add(confidence, model_depth, gt, in_range)
+    for name in [f"{row}@{band}" for row in ground_rows for band in GROUND_BANDS]:
+        if not per_image[name]:  # no ground plane in any frame (e.g. no floor in view)
+            del per_image[name]
     results: dict[str, dict] = {name: mean_metrics(values) for name, values in per_image.items()}
     results["model"]["frames"] = len(per_image["model"])
     for name in results:
@@ -342,7 +355,7 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
 
 
 def error_panel(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
-                title: str, scale: float = 0.5) -> np.ndarray:
+                title: str, scale: float = 0.4) -> np.ndarray:
     """One column per frame: the camera, the model's depth and log2(depth / ground truth)
     at the ground truth's pixels (``ratio_overlay``: red too far, blue too near), as RGB."""
     if not panels:
