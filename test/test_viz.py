@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 import pytest
 
 from depth_ros.viz import birds_eye_view, colorize_depth, ratio_overlay, stack_panels

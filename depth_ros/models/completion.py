@@ -24,6 +24,7 @@ can read the depth of the returns anywhere in the frame).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -38,6 +39,7 @@ from depth_ros.models.spn import NUM_AFFINITIES, SpatialPropagation, affinity_we
 
 # Head channels: log-depth residual, affinity logits, trust logit, confidence logit.
 _RESIDUAL, _AFFINITY, _TRUST, _CONFIDENCE = 0, 1, 1 + NUM_AFFINITIES, 2 + NUM_AFFINITIES
+_LOG_10 = math.log(10.0)
 _HEAD_CHANNELS = 3 + NUM_AFFINITIES
 # Context attention: the keys are cells of 64×64 pixels of the frame (1/64).
 _CONTEXT_CELL = 64
@@ -235,7 +237,8 @@ class FusionSPN(nn.Module):
             affinity = maps[:, _AFFINITY:_AFFINITY + NUM_AFFINITIES]
             trust_logit = maps[:, _TRUST:_TRUST + 1]
             confidence_logit = maps[:, _CONFIDENCE:_CONFIDENCE + 1]
-        log_depth = torch.log(prefill) + residual
+        # log(prefill) from log(prefill / 10 m): one full-resolution Log fewer.
+        log_depth = log_prefill + _LOG_10 + residual
         initial = torch.exp(log_depth).clamp(self.min_depth_m, self.max_depth_m)
         trust = torch.sigmoid(trust_logit)
         depth = self.propagation(initial, affinity, sparse_depth, trust,
