@@ -102,6 +102,32 @@ def birds_eye_view(points: np.ndarray, x_range_m: tuple[float, float] = (-20.0, 
     return out
 
 
+def _dimmed(rgb: np.ndarray) -> np.ndarray:
+    """The backdrop of the overlays: ``rgb`` at 45 % brightness."""
+    return (np.asarray(rgb, np.float32) * 0.45).astype(np.uint8)
+
+
+def _grow_nearest(sparse: np.ndarray, dot_px: int) -> np.ndarray:
+    """Sparse depth (0 or non-finite = none) with each point grown to a ``dot_px`` square,
+    the nearest point winning where squares overlap (as it would hide the others); inf where
+    no point reaches."""
+    far_first = np.where(np.isfinite(sparse) & (sparse > 0), sparse, np.inf)
+    if dot_px > 1:
+        return -cv2.dilate(-far_first, np.ones((dot_px, dot_px), np.uint8))
+    return far_first
+
+
+def side_by_side(columns: list[np.ndarray], scale: float = 1.0) -> np.ndarray:
+    """H×W×3 panels side by side, bottom-padded to the tallest, a 4-pixel gap after each,
+    the sheet resized by ``scale`` (area averaging)."""
+    height = max(c.shape[0] for c in columns)
+    sheet = np.hstack([np.pad(c, ((0, height - c.shape[0]), (0, 4), (0, 0))) for c in columns])
+    if scale != 1.0:
+        size = (max(1, round(sheet.shape[1] * scale)), max(1, round(sheet.shape[0] * scale)))
+        sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
+    return sheet
+
+
 def lidar_overlay(rgb: np.ndarray, sparse_depth_m: np.ndarray, min_depth_m: float = 3.0,
                   max_depth_m: float = 80.0, dot_px: int = 2) -> np.ndarray:
     """Projected LiDAR points (sparse depth, 0 = none) drawn as coloured dots on a dimmed
@@ -110,14 +136,10 @@ def lidar_overlay(rgb: np.ndarray, sparse_depth_m: np.ndarray, min_depth_m: floa
     if sparse.shape != np.shape(rgb)[:2]:
         raise ValueError(f"sparse depth {sparse.shape} does not match the image "
                          f"{np.shape(rgb)[:2]}")
-    valid = np.isfinite(sparse) & (sparse > 0)
-    # Grow each point to a dot; the nearest point wins where dots overlap, as it would hide.
-    far_first = np.where(valid, sparse, np.inf)
-    kernel = np.ones((dot_px, dot_px), np.uint8)
-    grown = -cv2.dilate(-far_first, kernel) if dot_px > 1 else far_first
+    grown = _grow_nearest(sparse, dot_px)
     dots = np.isfinite(grown)
     colours = colorize_depth(np.where(dots, grown, 0), min_depth_m, max_depth_m)
-    out = (np.asarray(rgb, np.float32) * 0.45).astype(np.uint8)
+    out = _dimmed(rgb)
     out[dots] = colours[dots]
     return out
 
@@ -134,9 +156,7 @@ def ratio_overlay(rgb: np.ndarray, depth_m: np.ndarray, reference_m: np.ndarray,
     if reference.shape != depth.shape or reference.shape != np.shape(rgb)[:2]:
         raise ValueError(f"image {np.shape(rgb)[:2]}, depth {depth.shape} and reference "
                          f"{reference.shape} must have the same size")
-    far_first = np.where(np.isfinite(reference) & (reference > 0), reference, np.inf)
-    if dot_px > 1:
-        far_first = -cv2.dilate(-far_first, np.ones((dot_px, dot_px), np.uint8))
+    far_first = _grow_nearest(reference, dot_px)
     dots = np.isfinite(far_first) & np.isfinite(depth) & (depth > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.where(dots, np.log2(depth / far_first), 0.0) / max_log2
@@ -144,7 +164,7 @@ def ratio_overlay(rgb: np.ndarray, depth_m: np.ndarray, reference_m: np.ndarray,
     # Diverging: white at 0, towards blue (near) or red (far).
     colours = np.stack([np.where(level < 0, 1.0 + level, 1.0), 1.0 - np.abs(level),
                         np.where(level > 0, 1.0 - level, 1.0)], axis=-1)
-    out = (np.asarray(rgb, np.float32) * 0.45).astype(np.uint8)
+    out = _dimmed(rgb)
     out[dots] = (colours[dots] * 255).astype(np.uint8)
     return out
 
@@ -175,10 +195,4 @@ def drive_contact_sheet(drive_dir: str | os.PathLike, num_frames: int = 3,
             panels.append(lidar_overlay(rgb, sparse))
             labels.append(f"LiDAR ({np.count_nonzero(sparse)} px)")
         columns.append(stack_panels(panels, labels))
-    height = max(c.shape[0] for c in columns)
-    columns = [np.pad(c, ((0, height - c.shape[0]), (0, 4), (0, 0))) for c in columns]
-    sheet = np.hstack(columns)
-    if scale != 1.0:
-        size = (max(1, round(sheet.shape[1] * scale)), max(1, round(sheet.shape[0] * scale)))
-        sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
-    return sheet
+    return side_by_side(columns, scale)

@@ -84,7 +84,13 @@ from depth_ros.readers import (
     NyuLabeled,
     NyuSync,
 )
-from depth_ros.viz import colorize_depth, ratio_overlay, stack_panels, write_png
+from depth_ros.viz import (
+    colorize_depth,
+    ratio_overlay,
+    side_by_side,
+    stack_panels,
+    write_png,
+)
 from training.confidence_eval import ConfidenceStats, calibration_png
 from training.data.drives import load_frames
 from training.data.holdout import HOLDOUT_FRACTION, holdout_mask  # noqa: F401 - re-exported
@@ -369,9 +375,7 @@ def error_panel(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]]
             [rgb, colorize_depth(depth, lo, hi), ratio_overlay(rgb, depth, gt)],
             [f"{title}: {Path(name).name}", "depth", "log2(depth / reference): red far, "
              "blue near, +-0.5 saturates"]))
-    sheet = np.hstack([np.pad(c, ((0, 0), (0, 4), (0, 0))) for c in columns])
-    size = (max(1, round(sheet.shape[1] * scale)), max(1, round(sheet.shape[0] * scale)))
-    return cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
+    return side_by_side(columns, scale)
 
 
 def make_reader(args: argparse.Namespace, needs_lidar: bool) -> FrameReader:
