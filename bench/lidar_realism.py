@@ -36,18 +36,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from depth_ros.completion import ip_basic
 from depth_ros.kitti.formats import read_depth_png
+from depth_ros.metrics import SEE_THROUGH_FARTHER, SEE_THROUGH_WINDOW_PX, see_through_mask
 from depth_ros.synthetic import write_synthetic_drive
 
 REPO = Path(__file__).resolve().parents[1]
 KITTI_DEV = REPO.parent / "shared" / "data" / "kitti_dev"
 BAND_PX = 8  # columns per band of the beam-pattern statistics
-WINDOW_PX = 7  # bg-through-fg neighbourhood (7×7)
-FARTHER = 1.10  # "more than 10 % farther than the nearest return"
+WINDOW_PX = SEE_THROUGH_WINDOW_PX  # bg-through-fg neighbourhood (7×7)
+FARTHER = SEE_THROUGH_FARTHER  # "more than 10 % farther than the nearest return"
 DEPTH_BINS_M = (0.0, 10.0, 20.0, 40.0, 80.0, np.inf)
 
 
@@ -75,10 +75,7 @@ def scan_statistics(scan: np.ndarray) -> dict[str, float]:
     top = has[:, cols].argmax(axis=0)
     per_row = has.sum(axis=1)
     stats["per_hit_row"] = float(np.median(per_row[per_row > 0]))
-    # Nearest return in the window: a grey-scale erosion (minimum) with empty pixels at +inf.
-    nearest = cv2.erode(np.where(has, scan, np.inf).astype(np.float32),
-                        np.ones((WINDOW_PX, WINDOW_PX), np.uint8))
-    stats["bg_fg_pct"] = 100 * float(np.mean(scan[has] > FARTHER * nearest[has]))
+    stats["bg_fg_pct"] = 100 * float(see_through_mask(scan, WINDOW_PX, FARTHER)[has].mean())
     dense = ip_basic(scan)
     below_top = np.zeros_like(has)
     for c, t in zip(cols, top, strict=True):

@@ -5,6 +5,7 @@ ROS-free and torch-free: used by the trainer's validation, the evaluation script
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from depth_ros.geometry import backproject_depth
@@ -234,6 +235,28 @@ def band_metrics(pred: np.ndarray, gt: np.ndarray, above: np.ndarray, crop: str 
             out[band] = evaluation_metrics(pred, np.where(inside, gt, 0.0), crop, min_depth,
                                            max_depth)
     return out
+
+
+# --- returns the camera cannot see ----------------------------------------------------------
+
+# Held-out LiDAR returns are scored apart where the scan saw past a nearer object's edge (the
+# camera sees the object there, the LiDAR the background behind it) and everywhere else.
+SEE_THROUGH_BANDS = ("see_through", "visible")
+SEE_THROUGH_WINDOW_PX = 7
+SEE_THROUGH_FARTHER = 1.10
+
+
+def see_through_mask(scan: np.ndarray, window_px: int = SEE_THROUGH_WINDOW_PX,
+                     farther: float = SEE_THROUGH_FARTHER) -> np.ndarray:
+    """The returns of a projected scan (metres, 0 = none) more than ``farther`` times the
+    nearest return in the ``window_px`` × ``window_px`` window around them: the background
+    seen past a near object's edge (or a return beside a nearer one at a depth edge)."""
+    scan = np.asarray(scan, np.float32)
+    has = scan > 0
+    # Nearest return in the window: a grey-scale erosion (minimum), empty pixels at +inf.
+    nearest = cv2.erode(np.where(has, scan, np.float32(np.inf)),
+                        np.ones((window_px, window_px), np.uint8))
+    return has & (scan / farther > nearest)
 
 
 # --- the ground and what stands on it -----------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from depth_ros.models import MetadataError, ModelMetadata, create_model
-from depth_ros.models.prefill import prefill_depth, prefill_inverse
+from depth_ros.models.prefill import occlusion_filter, prefill_depth, prefill_inverse
 from depth_ros.models.spn import (
     NUM_AFFINITIES,
     SpatialPropagation,
@@ -21,7 +21,7 @@ from depth_ros.models.spn import (
     propagate_split,
 )
 from training.data.transforms import bleed_background, drop_patches
-from training.losses import completion_loss, weighted_depth_loss
+from training.losses import completion_loss, trust_loss, weighted_depth_loss
 
 TINY = {"widths": (4, 8, 8, 8), "dilations": (1, 2)}
 
@@ -181,7 +181,8 @@ def test_outputs_aux_and_feature_scales() -> None:
     with torch.no_grad():
         depth, confidence = model(image, sparse)
         aux = model(image, sparse, aux=True)
-    assert set(aux) == {"depth", "confidence", "initial", "prefill", "trust"}
+    assert set(aux) == {"depth", "confidence", "initial", "prefill", "trust", "trust_logit"}
+    assert torch.allclose(torch.sigmoid(aux["trust_logit"]), aux["trust"])
     assert torch.equal(aux["depth"], depth) and torch.equal(aux["confidence"], confidence)
     assert all(t.shape == (2, 1, 64, 96) for t in aux.values())
     assert 0.1 <= float(depth.min()) and float(depth.max()) <= 100.0
@@ -273,6 +274,10 @@ def test_bad_constructor_arguments(kwargs: dict, message: str) -> None:
 @pytest.mark.parametrize("options, size", [
     ({}, (64, 96)), ({"feature_scale": 2, "split_propagation": True, "coarse_weights": True},
                      (64, 96)),
+    # The occlusion filter's pools pad only their own axis (onnxruntime refuses a pool
+    # padded beyond its kernel, which folding one 2-D pad into the first pool made).
+    ({"occlusion_radius_px": 3, "feature_scale": 2, "split_propagation": True,
+      "coarse_weights": True}, (64, 96)),
     # Traced with at least 2 × 2 context cells: with one, the exporter fixes the batch at 1.
     ({"context_attention": True}, (128, 256))])
 def test_export_has_both_outputs_and_matches_pytorch(tmp_path, options: dict,
@@ -352,6 +357,32 @@ def test_completion_loss_is_zero_for_a_perfect_confident_answer_and_trains_confi
     assert float(sure) > 10.0 and float(doubtful) < 1e-4
 
 
+def test_trust_loss_learns_which_returns_are_wrong_even_from_a_saturated_trust() -> None:
+    target = torch.full((1, 1, 4, 4), 10.0)
+    valid = torch.ones_like(target, dtype=torch.bool)
+    sparse = torch.zeros_like(target)
+    sparse[0, 0, 0] = 10.1  # right (1 %)
+    sparse[0, 0, 1, :2] = 25.0  # the background through a window: wrong
+    right = torch.zeros_like(target, dtype=torch.bool)
+    right[0, 0, 0] = True
+    # Pixels without a return do not count, whatever their logit.
+    good = torch.where(right, 30.0, -30.0)
+    assert float(trust_loss(good, sparse, target, valid, 0.05)) < 1e-6
+    # Trust saturated at 1 everywhere (float32 sigmoid is exactly 1): the loss still has
+    # a gradient pushing the wrong returns' logits down and none for the right ones.
+    logit = torch.full_like(target, 40.0, requires_grad=True)
+    assert float(torch.sigmoid(logit).min()) == 1.0
+    loss = trust_loss(logit, sparse, target, valid, 0.05)
+    assert float(loss) == pytest.approx(40.0 * 2 / 6, rel=1e-4)
+    loss.backward()
+    assert torch.all(logit.grad[0, 0, 1, :2] > 0.1)
+    assert float(logit.grad[0, 0, 0].abs().max()) < 1e-6
+    assert float(logit.grad[0, 0, 2:].abs().max()) == 0.0
+    # No return with ground truth: zero, still attached.
+    none = trust_loss(logit, sparse, target, torch.zeros_like(valid), 0.05)
+    assert float(none) == 0.0 and none.requires_grad
+
+
 def test_far_pixels_have_no_l2_term_and_their_own_weight() -> None:
     target = torch.full((1, 1, 2, 2), 100.0)
     valid = torch.ones_like(target, dtype=torch.bool)
@@ -412,3 +443,26 @@ def test_bundled_fast_model_is_the_bundled_weights_with_the_fast_options() -> No
     model, meta = model_from_checkpoint(payload)
     max_abs, max_rel = parity(model, FAST_FUSION_MODEL, 128, 256, metadata=meta)
     assert max_rel <= 1e-4 and max_abs <= 1e-3
+
+
+def test_occlusion_radius_drops_returns_seen_past_a_near_edge_before_anything_else() -> None:
+    torch.manual_seed(0)
+    sparse = scan()
+    # A return of the far road seen through the 5 m box, 2 px below one of the box's returns.
+    row, col = 40, 50
+    sparse[0, 0, row - 2, col] = 5.0
+    sparse[0, 0, row, col] = 40.0
+    image = torch.rand(1, 3, 64, 96)
+    keeping = create_model("fusion_spn", **TINY, head_init_std=0.01).eval()
+    dropping = create_model("fusion_spn", **TINY, head_init_std=0.01,
+                            occlusion_radius_px=3).eval()
+    dropping.load_state_dict(keeping.state_dict())  # no new parameters
+    with torch.no_grad():
+        kept = keeping(image, sparse)[0]
+        dropped = dropping(image, sparse)[0]
+        without = keeping(image, torch.where(occlusion_filter(sparse, 3), sparse, 0.0))[0]
+    assert float(kept[0, 0, row, col]) == pytest.approx(40.0, rel=0.02)  # trust ≈ 0.99
+    assert float(dropped[0, 0, row, col]) < 10.0  # the box's depth around it instead
+    assert torch.equal(dropped, without)  # the same as never having had the return
+    with pytest.raises(ValueError, match="occlusion_radius_px"):
+        create_model("fusion_spn", **TINY, occlusion_radius_px=-1)

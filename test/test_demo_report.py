@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from depth_ros.demo import _band_summary, report_table
-from depth_ros.metrics import MIN_BAND_PIXELS, above_scan_mask, band_metrics
+from depth_ros.metrics import MIN_BAND_PIXELS, above_scan_mask, band_metrics, see_through_mask
 from depth_ros.online_eval import EvalProtocol, OnlineDepthEvaluator
 
 
@@ -72,3 +72,20 @@ def test_report_table_has_a_row_per_node_and_the_confidence_line() -> None:
     assert mono_row.endswith("| — | — |")
     assert table[-1] == ("`/fusion/depth/confidence`: 20 frames received, 68.8 % of their "
                          "pixels ≥ min_confidence 0.5")
+
+
+def test_see_through_mask_flags_background_returns_beside_nearer_ones() -> None:
+    scan = np.zeros((20, 30), np.float32)
+    scan[::2, :15] = 10.0  # a wall on the left
+    scan[::2, 15:] = 40.0  # the street behind it on the right
+    scan[6, 10] = 40.0  # one return through the wall
+    flagged = see_through_mask(scan)
+    # Within 3 px (the 7×7 window) of a 10 m return, a 40 m return is seen past the wall.
+    assert flagged[6, 10] and flagged[0, 15:18].all() and not flagged[0, 18:].any()
+    assert not flagged[scan == 10.0].any() and not flagged[scan == 0].any()
+    # A return 9 % farther than its neighbour is not an edge; 11 % is.
+    step = np.zeros((5, 5), np.float32)
+    step[2, 1], step[2, 3] = 10.0, 10.9
+    assert not see_through_mask(step).any()
+    step[2, 3] = 11.1
+    assert see_through_mask(step)[2, 3]

@@ -274,3 +274,51 @@ def test_init_checkpoint_may_lack_only_the_parameters_named_new(tmp_path: Path) 
         load_initial_weights(create_model("fusion_spn", widths=(4, 8, 8, 16),
                                           dilations=(1, 2), context_attention=True),
                              str(path), ["context."])
+
+
+def test_trust_term_and_holdout_max_error_in_the_completion_loss(fusion_run: Path,
+                                                                 tmp_path: Path) -> None:
+    """``loss.trust_weight`` adds the trust cross-entropy on the input returns;
+    ``loss.holdout_max_error`` keeps a held-out return out of the held-out term when the
+    ground truth says it is wrong (the LiDAR saw past the surface)."""
+    overrides = [f"output_dir={tmp_path}", "model.name=fusion_spn",
+                 "model.kwargs={widths: [4, 8, 8, 8], dilations: [1, 2], head_init_std: 0.01}",
+                 "loss.holdout_fraction=1.0", "loss.holdout_weight=1.0"]
+    base = Trainer(load_config(fusion_run / "fusion.yaml", overrides), tmp_path / "a")
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 64, 128)
+    truth = torch.full((1, 1, 64, 128), 10.0)
+    sparse = torch.zeros_like(truth)
+    sparse[0, 0, 40::4, ::2] = 10.0
+    wrong = sparse.clone()
+    wrong[0, 0, 40:60:4, :40:2] = 40.0  # 100 returns through a window: 4× the truth
+
+    def loss(trainer: Trainer, lidar: torch.Tensor) -> float:
+        torch.manual_seed(1)  # the same held-out draw each time (every return held out)
+        with torch.no_grad():
+            return float(trainer._completion_loss((image, lidar), truth))
+
+    # Every return held out (the model sees no LiDAR): the wrong ones change the held-out
+    # term...
+    assert abs(loss(base, wrong) - loss(base, sparse)) > 1.0
+    # ...unless only right held-out returns count: then the scan with wrong returns scores
+    # as the scan without them.
+    picky = Trainer(load_config(fusion_run / "fusion.yaml",
+                                [*overrides, "loss.holdout_max_error=0.05"]), tmp_path / "b")
+    picky.model.load_state_dict(base.model.state_dict())
+    without = torch.where(wrong == 40.0, torch.zeros_like(wrong), wrong)
+    assert loss(picky, wrong) == pytest.approx(loss(picky, without), rel=1e-6)
+    assert loss(base, wrong) != pytest.approx(loss(base, without), rel=1e-4)
+    # The trust term, on returns the model was given (none held out), costs more when some
+    # are wrong and the model trusts them all.
+    trusting = [o for o in overrides if not o.startswith("loss.holdout")]
+    plain = Trainer(load_config(fusion_run / "fusion.yaml", trusting), tmp_path / "c")
+    trust = Trainer(load_config(fusion_run / "fusion.yaml",
+                                [*trusting, "loss.trust_weight=1.0"]), tmp_path / "d")
+    for trainer in (plain, trust):
+        trainer.model.load_state_dict(base.model.state_dict())
+    extra_right = loss(trust, sparse) - loss(plain, sparse)
+    extra_wrong = loss(trust, wrong) - loss(plain, wrong)
+    # Trust ≈ 0.99 (logit 4.6) at the start: ~0.01 a right return, ~4.6 a wrong one.
+    assert 0 <= extra_right < 0.05 and extra_wrong == pytest.approx(
+        extra_right + 100 / 384 * 4.6, rel=0.1)

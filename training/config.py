@@ -313,11 +313,19 @@ class LossConfig:
     far_weight: float = 0.1  # rendered sky (zero_depth_is_far) in the depth terms
     initial_weight: float = 0.5  # the depth before propagation
     confidence_weight: float = 0.1
+    # Trust of each input return, learned directly: cross-entropy against whether the return
+    # lies within trust_threshold (relative) of the ground truth (0: trust is learned only
+    # through the depth terms, as the bundled stage 1-5 models were).
+    trust_weight: float = 0.0
+    trust_threshold: float = 0.05
     # Held-out returns (kitti_dev's protocol as a training signal): this share of the input
     # returns is removed from the input and the output there is also trained towards the
     # LiDAR's own value with this weight (0: off).
     holdout_fraction: float = 0.0
     holdout_weight: float = 0.0
+    # > 0: the held-out term only at returns within this relative error of the ground truth
+    # (a return through a window is not a value to learn); 0: at every held-out return.
+    holdout_max_error: float = 0.0
     # Bag frames (data.dataset: bag, training.adapt): log-L1 on the occlusion-filtered
     # LiDAR (mono) or the completion loss on it (fusion), plus the photometric loss.
     sparse_weight: float = 1.0

@@ -66,6 +66,7 @@ from depth_ros.metrics import (
     GROUND_BANDS,
     METRIC_NAMES,
     SCAN_BANDS,
+    SEE_THROUGH_BANDS,
     above_scan_mask,
     band_metrics,
     eval_crop_mask,
@@ -73,6 +74,7 @@ from depth_ros.metrics import (
     ground_mask,
     mean_metrics,
     median_scale,
+    see_through_mask,
 )
 from depth_ros.readers import (
     DepthFrame,
@@ -274,7 +276,10 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
     (name → predictor, e.g. an older model) are scored on the same frames as more rows.
     On the engine protocol, fusion rows are also scored apart above the LiDAR's field of
     view (``<row>@above_scan``: pixels above the scan's top-most return, see
-    ``above_scan_mask``) and below it (``<row>@in_scan``). A model with a ``confidence``
+    ``above_scan_mask``) and below it (``<row>@in_scan``); on ``lidar_holdout``, at the
+    held-out returns where the scan saw past a nearer object (``<row>@see_through``,
+    ``see_through_mask`` of the whole scan: the camera sees the object, the reference the
+    background) and at the rest (``<row>@visible``). A model with a ``confidence``
     output adds ``results["confidence"]`` (``ConfidenceStats.summary()``, every scored
     pixel pooled). ``panels``, a list: the first ``PANEL_FRAMES`` frames' (name, RGB, model
     depth, ground truth) are appended to it, for ``error_panel``.
@@ -301,6 +306,11 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
     bands = dataset == "engine" and fusion
     if bands:
         per_image.update({f"{name}@{band}": [] for name in fused_rows for band in BANDS})
+    # Held-out returns where the scan saw past a near object's edge, and the rest.
+    see_through_bands = dataset == "lidar_holdout" and fusion
+    if see_through_bands:
+        per_image.update({f"{name}@{band}": [] for name in fused_rows
+                          for band in SEE_THROUGH_BANDS})
     # Image-only models: on the ground plane and off it (see GROUND_BANDS).
     ground_rows = [] if fusion else ["model", *(others or {})]
     per_image.update({f"{name}@{band}": [] for name in ground_rows for band in GROUND_BANDS})
@@ -327,6 +337,9 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
         for name, small in (baselines or {}).items():
             predictions[name] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
         above = above_scan_mask(frame.sparse_depth) if bands else None
+        # The whole scan (input and held-out returns are disjoint) decides what is seen past.
+        see_through = (see_through_mask(frame.sparse_depth + gt) if see_through_bands
+                       else None)
         ground = ground_mask(gt, frame.K) if ground_rows else None
         for name, pred in predictions.items():
             metrics = evaluation_metrics(pred, gt, crop, min_depth, max_depth)
@@ -338,6 +351,10 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
                 for band, metrics in band_metrics(pred, gt, above, crop, min_depth,
                                                   max_depth).items():
                     per_image[f"{name}@{band}"].append(metrics)
+            if see_through is not None and name in fused_rows:
+                for band, metrics in band_metrics(pred, gt, see_through, crop, min_depth,
+                                                  max_depth, bands=SEE_THROUGH_BANDS).items():
+                    per_image[f"{name}@{band}"].append(metrics)
             if ground is not None and name in ground_rows:
                 for band, metrics in band_metrics(pred, gt, ground, crop, min_depth, max_depth,
                                                   bands=GROUND_BANDS).items():
@@ -345,8 +362,10 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
         if confidence_stats is not None and confidence is not None:
             in_range = (gt > min_depth) & (gt < max_depth) & eval_crop_mask(height, width, crop)
             confidence_stats.add(confidence, model_depth, gt, in_range)
-    for name in [f"{row}@{band}" for row in ground_rows for band in GROUND_BANDS]:
-        if not per_image[name]:  # no ground plane in any frame (e.g. no floor in view)
+    for name in [name for name in per_image if "@" in name]:
+        # No frame had enough pixels of this band (e.g. no floor in view, nothing seen
+        # past an edge).
+        if not per_image[name]:
             del per_image[name]
     results: dict[str, dict] = {name: mean_metrics(values) for name, values in per_image.items()}
     results["model"]["frames"] = len(per_image["model"])

@@ -245,6 +245,21 @@ def confidence_target(pred: torch.Tensor, target: torch.Tensor, threshold: float
         return (relative < threshold).to(pred.dtype)
 
 
+def trust_loss(trust_logit: torch.Tensor, sparse_depth: torch.Tensor, target: torch.Tensor,
+               valid_mask: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Binary cross-entropy of a completion model's trust (as its logit, so a saturated
+    trust still learns) against whether each input return is right: 1 where
+    |return − target| / target < ``threshold``, 0 where the LiDAR saw past the surface the
+    camera sees (background through a window or past an edge), over the returns that have
+    ground truth. Zero, still attached, where there are none."""
+    _check_shapes(trust_logit, target, valid_mask)
+    returns = valid_mask & (sparse_depth > 0)
+    if not returns.any():
+        return trust_logit.sum() * 0.0
+    wanted = confidence_target(sparse_depth, target, threshold)
+    return F.binary_cross_entropy_with_logits(trust_logit[returns], wanted[returns])
+
+
 def completion_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor,
                     valid_mask: torch.Tensor, far_mask: torch.Tensor | None = None,
                     far_weight: float = 0.1, l2_weight: float = 0.1, log_weight: float = 10.0,

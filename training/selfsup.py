@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 
+from depth_ros.models.prefill import occlusion_filter
 from training.losses import completion_loss, weighted_depth_loss
 
 SSIM_WEIGHT = 0.85  # monodepth2's α
@@ -35,24 +36,6 @@ AUTOMASK_MARGIN = 1e-5  # how much better than the unwarped source a warp must b
 
 
 # --- Sparse LiDAR supervision ---------------------------------------------------------------
-
-
-def occlusion_filter(sparse: torch.Tensor, radius: int = 3, margin: float = 0.1
-                     ) -> torch.Tensor:
-    """The returns to keep (bool, the shape of ``sparse``, N×1×H×W metres, 0 = none): a
-    return is dropped when a return more than ``margin`` nearer (``d > (1 + margin) · d_near``)
-    lies within ``radius`` pixels above it or beside it (the rows above and its own row,
-    ``radius`` columns either side). Those are the background seen through a near object's
-    edge, the inverse of ``training.data.transforms.bleed_background``."""
-    if sparse.dim() != 4:
-        raise ValueError(f"expected N×1×H×W, got {tuple(sparse.shape)}")
-    valid = sparse > 0
-    inverse = torch.where(valid, 1.0 / sparse.clamp(min=1e-3), torch.zeros_like(sparse))
-    # Max-pool of inverse depth over the window above and beside: the nearest return there.
-    padded = F.pad(inverse, (radius, radius, radius, 0))
-    nearest = F.max_pool2d(padded, (radius + 1, 2 * radius + 1), stride=1)
-    see_through = valid & (nearest * sparse > 1.0 + margin)
-    return valid & ~see_through
 
 
 def log_l1_loss(pred: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor

@@ -47,7 +47,13 @@ from training.data.sampler import EpochSampler, seed_worker
 from training.data.splits import build_datasets
 from training.distributed import DistContext, resolve_device, wrap_model
 from training.inputs import needs_lidar, network_inputs, split_batch
-from training.losses import SiLogLoss, completion_loss, weighted_depth_loss
+from training.losses import (
+    SiLogLoss,
+    completion_loss,
+    confidence_target,
+    trust_loss,
+    weighted_depth_loss,
+)
 from training.optim import build_optimizer, lr_factor, set_lr
 from training.pseudo.data import PseudoBatch, PseudoBatchStream, PseudoLabelFrames, mix_batches
 from training.pseudo.labels import PseudoLabelError
@@ -423,13 +429,22 @@ class Trainer:
         terms = completion_loss(outputs, target, valid, far, loss.far_weight, loss.l2_weight,
                                 loss.log_weight, loss.initial_weight, loss.confidence_weight,
                                 self.model.confidence_threshold)
+        total = terms.total
+        if loss.trust_weight > 0:
+            measured = valid if far is None else valid & ~far
+            total = total + loss.trust_weight * trust_loss(
+                outputs["trust_logit"], sparse, target, measured, loss.trust_threshold)
         if held is None:
-            return terms.total
+            return total
+        held_target = held_depth.clamp(self.model.min_depth_m, self.model.max_depth_m)
+        if loss.holdout_max_error > 0:
+            # Only the held-out returns that are right (the ground truth says so).
+            held = held & (confidence_target(held_target, target, loss.holdout_max_error) > 0)
         # The scan itself at the returns the model did not get (what kitti_dev scores).
-        held_loss = weighted_depth_loss(outputs["depth"], held_depth.clamp(
-            self.model.min_depth_m, self.model.max_depth_m), held.to(outputs["depth"].dtype),
-            loss.l2_weight, loss.log_weight)
-        return terms.total + loss.holdout_weight * held_loss
+        held_loss = weighted_depth_loss(outputs["depth"], held_target,
+                                        held.to(outputs["depth"].dtype), loss.l2_weight,
+                                        loss.log_weight)
+        return total + loss.holdout_weight * held_loss
 
     def train_step(self, image: torch.Tensor, depth: torch.Tensor,
                    sparse_depth: torch.Tensor | None = None, *extra: torch.Tensor,

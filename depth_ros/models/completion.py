@@ -33,7 +33,7 @@ from torch import nn
 
 from depth_ros.models.attention import CrossModalAttention
 from depth_ros.models.layers import BasicBlock, ConvBNReLU, ImageNetNormalize
-from depth_ros.models.prefill import prefill_depth
+from depth_ros.models.prefill import occlusion_filter, prefill_depth
 from depth_ros.models.registry import register_model
 from depth_ros.models.spn import NUM_AFFINITIES, SpatialPropagation, affinity_weights
 
@@ -64,8 +64,8 @@ class FusionSPN(nn.Module):
 
     ``forward(image, sparse_depth)`` returns ``(depth, confidence)``, both N×1×H×W;
     ``forward(..., aux=True)`` a dict that also holds the pre-fill, the depth before
-    propagation and the trust (for the training loss). H and W must be multiples of
-    ``stride`` (32).
+    propagation and the trust with its logit (for the training loss). H and W must be
+    multiples of ``stride`` (32).
 
     Args:
         widths: U-Net widths at 1/2, 1/4, 1/8 and 1/16 of the feature input.
@@ -101,6 +101,12 @@ class FusionSPN(nn.Module):
             docstring); its output projections start at zero, so it can be added to a trained
             model and fine-tuned from there.
         context_heads: its attention heads.
+        occlusion_radius_px: > 0: before anything else, drop the returns that have a return
+            more than ``occlusion_margin`` nearer within this many pixels above or beside them
+            (``prefill.occlusion_filter``): the background the LiDAR saw past a near object's
+            edge, which would otherwise be kept and spread as measurements; 0 (the stage 1-5
+            models) keeps every return.
+        occlusion_margin: the relative depth step that counts as seeing past an edge.
     """
 
     kind = "fusion"
@@ -116,8 +122,14 @@ class FusionSPN(nn.Module):
                  train_feature_scales: Sequence[int] = (1,), head_init_std: float = 0.0,
                  prefill_dilation: int = 3, prefill_blur_width: int = 11,
                  split_propagation: bool = False, coarse_weights: bool = False,
-                 context_attention: bool = False, context_heads: int = 4) -> None:
+                 context_attention: bool = False, context_heads: int = 4,
+                 occlusion_radius_px: int = 0, occlusion_margin: float = 0.1) -> None:
         super().__init__()
+        if occlusion_radius_px < 0 or occlusion_margin <= 0:
+            raise ValueError(f"occlusion_radius_px must be >= 0 and occlusion_margin > 0, got "
+                             f"{occlusion_radius_px} and {occlusion_margin}")
+        self.occlusion_radius_px = int(occlusion_radius_px)
+        self.occlusion_margin = float(occlusion_margin)
         if len(widths) != 4:
             raise ValueError(f"widths must have 4 entries (1/2 … 1/16), got {tuple(widths)}")
         if feature_scale not in (1, 2) or not train_feature_scales \
@@ -211,6 +223,9 @@ class FusionSPN(nn.Module):
         """RGB N×3×H×W in [0, 1] and sparse depth N×1×H×W (metres, 0 = no return) →
         ``(depth, confidence)`` (or the dict described in the class docstring)."""
         height, width = image.shape[-2:]
+        if self.occlusion_radius_px > 0:
+            keep = occlusion_filter(sparse_depth, self.occlusion_radius_px, self.occlusion_margin)
+            sparse_depth = torch.where(keep, sparse_depth, torch.zeros_like(sparse_depth))
         mask = (sparse_depth > 0).to(image.dtype)
         prefill = prefill_depth(sparse_depth, self.min_depth_m, self.max_depth_m,
                                 dilation=self.prefill_dilation,
@@ -250,5 +265,5 @@ class FusionSPN(nn.Module):
                                    + w_trust * trust * mask + w_bias)
         if aux:
             return {"depth": depth, "confidence": confidence, "initial": initial,
-                    "prefill": prefill, "trust": trust}
+                    "prefill": prefill, "trust": trust, "trust_logit": trust_logit}
         return depth, confidence

@@ -26,6 +26,27 @@ def inverse_depth(sparse_depth: torch.Tensor, eps: float = 1e-3) -> torch.Tensor
     return torch.where(valid, 1.0 / sparse_depth.clamp(min=eps), torch.zeros_like(sparse_depth))
 
 
+def occlusion_filter(sparse: torch.Tensor, radius: int = 3, margin: float = 0.1
+                     ) -> torch.Tensor:
+    """The returns to keep (bool, the shape of ``sparse``, N×1×H×W metres, 0 = none): a
+    return is dropped when a return more than ``margin`` nearer (``d > (1 + margin) · d_near``)
+    lies within ``radius`` pixels above it or beside it (the rows above and its own row,
+    ``radius`` columns either side). Those are the background seen through a near object's
+    edge, the inverse of ``training.data.transforms.bleed_background``."""
+    if sparse.dim() != 4:
+        raise ValueError(f"expected N×1×H×W, got {tuple(sparse.shape)}")
+    valid = sparse > 0
+    inverse = torch.where(valid, 1.0 / sparse.clamp(min=1e-3), torch.zeros_like(sparse))
+    # Max-pool of inverse depth over the window above and beside: the nearest return there
+    # (rows, then columns: the same maximum for fewer comparisons).
+    # Each pool pads only its own axis (an exporter may fold the padding into the pool, and
+    # a pool may not pad more than its kernel).
+    rows = F.max_pool2d(F.pad(inverse, (0, 0, radius, 0)), (radius + 1, 1), stride=1)
+    nearest = F.max_pool2d(F.pad(rows, (radius, radius, 0, 0)), (1, 2 * radius + 1), stride=1)
+    see_through = valid & (nearest * sparse > 1.0 + margin)
+    return valid & ~see_through
+
+
 def _fill(values: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
     return torch.where(values > EMPTY, values, fallback)
 
