@@ -348,3 +348,29 @@ def test_extra_export_metadata_cannot_overwrite_the_models(tmp_path) -> None:
     with pytest.raises(ExportError, match="overwrite the model's kind"):
         export_onnx(model, metadata, tmp_path / "m.onnx", 128, 416, {"kind": "fusion"})
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("recipe, bundled", [
+    ("adapt_bag.yaml", "mono_cnn_synthetic.pt"),
+    ("adapt_bag_fusion.yaml", "fusion_spn_synthetic.pt")])
+def test_adaptation_recipes_build_the_bundled_models_they_start_from(recipe: str, bundled: str,
+                                                                    tmp_path) -> None:
+    """The recipe's model must be the one its init_checkpoint holds, options included (a
+    graph option missing from the recipe, e.g. the fusion model's see-through filter,
+    would load the weights without it and silently adapt a different model)."""
+    import json
+
+    from depth_ros.models.checkpoints import load_checkpoint
+
+    config = load_config(REPO / "config/train" / recipe,
+                         _overrides(Path("unused.mcap"), tmp_path))
+    assert Path(config.init_checkpoint).name == bundled
+    metadata = load_checkpoint(REPO / "depth_ros/weights" / bundled)["metadata"]
+    assert config.model.name == metadata["architecture"]
+    expected = json.loads(metadata["model_kwargs"])
+    assert {k: config.model.kwargs[k] for k in expected if k in config.model.kwargs} == {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in expected.items()
+        if k in config.model.kwargs}
+    missing = {k: v for k, v in expected.items() if k not in config.model.kwargs}
+    defaults = {k: v for k, v in missing.items() if k in ("head_init_std",)}
+    assert missing == defaults, f"{recipe} lacks {sorted(set(missing) - set(defaults))}"
