@@ -322,3 +322,32 @@ def test_trust_term_and_holdout_max_error_in_the_completion_loss(fusion_run: Pat
     # Trust ≈ 0.99 (logit 4.6) at the start: ~0.01 a right return, ~4.6 a wrong one.
     assert 0 <= extra_right < 0.05 and extra_wrong == pytest.approx(
         extra_right + 100 / 384 * 4.6, rel=0.1)
+
+
+def test_holdout_skip_see_through_leaves_out_what_the_filter_would_drop(fusion_run: Path,
+                                                                       tmp_path: Path) -> None:
+    overrides = [f"output_dir={tmp_path}", "model.name=fusion_spn",
+                 "model.kwargs={widths: [4, 8, 8, 8], dilations: [1, 2], head_init_std: 0.01, "
+                 "occlusion_radius_px: 3}",
+                 "loss.holdout_fraction=1.0", "loss.holdout_weight=1.0"]
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 64, 128)
+    truth = torch.full((1, 1, 64, 128), 10.0)
+    scan = torch.zeros_like(truth)
+    scan[0, 0, 40::4, ::2] = 10.0
+    seen_past = scan.clone()
+    seen_past[0, 0, 42, 40:60:2] = 40.0  # 2 rows below 10 m returns: the filter drops them
+    without = scan
+
+    def loss(trainer: Trainer, lidar: torch.Tensor) -> float:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return float(trainer._completion_loss((image, lidar), truth))
+
+    plain = Trainer(load_config(fusion_run / "fusion.yaml", overrides), tmp_path / "a")
+    skip = Trainer(load_config(fusion_run / "fusion.yaml",
+                               [*overrides, "loss.holdout_skip_see_through=true"]),
+                   tmp_path / "b")
+    skip.model.load_state_dict(plain.model.state_dict())
+    assert loss(skip, seen_past) == pytest.approx(loss(skip, without), rel=1e-6)
+    assert loss(plain, seen_past) != pytest.approx(loss(plain, without), rel=1e-4)

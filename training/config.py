@@ -326,6 +326,10 @@ class LossConfig:
     # > 0: the held-out term only at returns within this relative error of the ground truth
     # (a return through a window is not a value to learn); 0: at every held-out return.
     holdout_max_error: float = 0.0
+    # True: the held-out term also skips the returns the model's own see-through filter
+    # (occlusion_radius_px) drops from the whole scan: the model is not asked to reproduce
+    # a value it would have dropped from its input.
+    holdout_skip_see_through: bool = False
     # Bag frames (data.dataset: bag, training.adapt): log-L1 on the occlusion-filtered
     # LiDAR (mono) or the completion loss on it (fusion), plus the photometric loss.
     sparse_weight: float = 1.0

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from depth_ros.metrics import depth_metrics, mean_metrics
 from depth_ros.models import ModelMetadata, create_model
+from depth_ros.models.prefill import occlusion_filter
 from training.checkpoint import (
     CheckpointError,
     link_checkpoint,
@@ -437,6 +438,9 @@ class Trainer:
         if held is None:
             return total
         held_target = held_depth.clamp(self.model.min_depth_m, self.model.max_depth_m)
+        radius = int(getattr(self.model, "occlusion_radius_px", 0))
+        if loss.holdout_skip_see_through and radius > 0:
+            held = held & occlusion_filter(held_depth, radius, self.model.occlusion_margin)
         if loss.holdout_max_error > 0:
             # Only the held-out returns that are right (the ground truth says so).
             held = held & (confidence_target(held_target, target, loss.holdout_max_error) > 0)
