@@ -276,27 +276,41 @@ def test_init_checkpoint_may_lack_only_the_parameters_named_new(tmp_path: Path) 
                              str(path), ["context."])
 
 
+def _completion_case(tmp_path: Path, model_extra: str = ""
+                     ) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Overrides for a tiny ``fusion_spn`` with every input return held out, and a frame: an
+    image, a flat ground truth at 10 m and a scan of it on every 4th row from row 40."""
+    overrides = [f"output_dir={tmp_path}", "model.name=fusion_spn",
+                 "model.kwargs={widths: [4, 8, 8, 8], dilations: [1, 2], "
+                 f"head_init_std: 0.01{model_extra}}}",
+                 "loss.holdout_fraction=1.0", "loss.holdout_weight=1.0"]
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 64, 128)
+    truth = torch.full((1, 1, 64, 128), 10.0)
+    scan = torch.zeros_like(truth)
+    scan[0, 0, 40::4, ::2] = 10.0
+    return overrides, image, truth, scan
+
+
+def _loss_of(trainer: Trainer, image: torch.Tensor, lidar: torch.Tensor,
+             truth: torch.Tensor) -> float:
+    torch.manual_seed(1)  # the same held-out draw each time
+    with torch.no_grad():
+        return float(trainer._completion_loss((image, lidar), truth))
+
+
 def test_trust_term_and_holdout_max_error_in_the_completion_loss(fusion_run: Path,
                                                                  tmp_path: Path) -> None:
     """``loss.trust_weight`` adds the trust cross-entropy on the input returns;
     ``loss.holdout_max_error`` keeps a held-out return out of the held-out term when the
     ground truth says it is wrong (the LiDAR saw past the surface)."""
-    overrides = [f"output_dir={tmp_path}", "model.name=fusion_spn",
-                 "model.kwargs={widths: [4, 8, 8, 8], dilations: [1, 2], head_init_std: 0.01}",
-                 "loss.holdout_fraction=1.0", "loss.holdout_weight=1.0"]
+    overrides, image, truth, sparse = _completion_case(tmp_path)
     base = Trainer(load_config(fusion_run / "fusion.yaml", overrides), tmp_path / "a")
-    torch.manual_seed(0)
-    image = torch.rand(1, 3, 64, 128)
-    truth = torch.full((1, 1, 64, 128), 10.0)
-    sparse = torch.zeros_like(truth)
-    sparse[0, 0, 40::4, ::2] = 10.0
     wrong = sparse.clone()
     wrong[0, 0, 40:60:4, :40:2] = 40.0  # 100 returns through a window: 4× the truth
 
     def loss(trainer: Trainer, lidar: torch.Tensor) -> float:
-        torch.manual_seed(1)  # the same held-out draw each time (every return held out)
-        with torch.no_grad():
-            return float(trainer._completion_loss((image, lidar), truth))
+        return _loss_of(trainer, image, lidar, truth)
 
     # Every return held out (the model sees no LiDAR): the wrong ones change the held-out
     # term...
@@ -326,28 +340,15 @@ def test_trust_term_and_holdout_max_error_in_the_completion_loss(fusion_run: Pat
 
 def test_holdout_skip_see_through_leaves_out_what_the_filter_would_drop(fusion_run: Path,
                                                                        tmp_path: Path) -> None:
-    overrides = [f"output_dir={tmp_path}", "model.name=fusion_spn",
-                 "model.kwargs={widths: [4, 8, 8, 8], dilations: [1, 2], head_init_std: 0.01, "
-                 "occlusion_radius_px: 3}",
-                 "loss.holdout_fraction=1.0", "loss.holdout_weight=1.0"]
-    torch.manual_seed(0)
-    image = torch.rand(1, 3, 64, 128)
-    truth = torch.full((1, 1, 64, 128), 10.0)
-    scan = torch.zeros_like(truth)
-    scan[0, 0, 40::4, ::2] = 10.0
+    overrides, image, truth, scan = _completion_case(tmp_path, ", occlusion_radius_px: 3")
     seen_past = scan.clone()
     seen_past[0, 0, 42, 40:60:2] = 40.0  # 2 rows below 10 m returns: the filter drops them
-    without = scan
-
-    def loss(trainer: Trainer, lidar: torch.Tensor) -> float:
-        torch.manual_seed(1)
-        with torch.no_grad():
-            return float(trainer._completion_loss((image, lidar), truth))
-
     plain = Trainer(load_config(fusion_run / "fusion.yaml", overrides), tmp_path / "a")
     skip = Trainer(load_config(fusion_run / "fusion.yaml",
                                [*overrides, "loss.holdout_skip_see_through=true"]),
                    tmp_path / "b")
     skip.model.load_state_dict(plain.model.state_dict())
-    assert loss(skip, seen_past) == pytest.approx(loss(skip, without), rel=1e-6)
-    assert loss(plain, seen_past) != pytest.approx(loss(plain, without), rel=1e-4)
+    assert _loss_of(skip, image, seen_past, truth) == pytest.approx(
+        _loss_of(skip, image, scan, truth), rel=1e-6)
+    assert _loss_of(plain, image, seen_past, truth) != pytest.approx(
+        _loss_of(plain, image, scan, truth), rel=1e-4)
