@@ -26,7 +26,10 @@ Protocols (per image, then averaged over images, as the KITTI devkit does):
   ``proj_depth/velodyne_raw``, cameras 2 and 3): per image, 20 % of the pixels with a return
   are held out (``numpy.random.default_rng(frame_index * 10 + camera)``,
   ``rng.random((H, W)) < 0.2``), the model gets the other 80 % and is scored at the held-out
-  pixels (no crop, no depth cap); RMSE and MAE in mm are the headline.
+  pixels (no crop, no depth cap); RMSE and MAE in mm are the headline. Fusion rows are also
+  scored apart at the held-out returns where the scan saw past a nearer object's edge
+  (``@see_through``, ``depth_ros.metrics.see_through_mask`` of the whole scan: the reference
+  there is a background the camera does not see) and at the rest (``@visible``).
 - ``kitti_dev_mono`` (kitti_dev's monocular protocol): the raw scan is the ground truth, Garg
   crop, 1e-3 to 80 m; fusion models get the whole scan as input.
 
