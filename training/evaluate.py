@@ -306,17 +306,15 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
     per_image.update({name: [] for name in others or {}})
     fused_rows = [name for name in ("model", CLASSICAL_ROW, *(others or {}))
                   if name in per_image and fusion]
-    bands = dataset == "engine" and fusion
-    if bands:
-        per_image.update({f"{name}@{band}": [] for name in fused_rows for band in BANDS})
-    # Held-out returns where the scan saw past a near object's edge, and the rest.
-    see_through_bands = dataset == "lidar_holdout" and fusion
-    if see_through_bands:
-        per_image.update({f"{name}@{band}": [] for name in fused_rows
-                          for band in SEE_THROUGH_BANDS})
-    # Image-only models: on the ground plane and off it (see GROUND_BANDS).
-    ground_rows = [] if fusion else ["model", *(others or {})]
-    per_image.update({f"{name}@{band}": [] for name in ground_rows for band in GROUND_BANDS})
+    # Rows also scored in two bands of each frame (band pair → rows): fusion rows above and
+    # inside the LiDAR's view (engine) and at the held-out returns the scan saw past a near
+    # object's edge and the rest (lidar_holdout); image-only models on the ground plane and
+    # off it.
+    split_rows = {BANDS: fused_rows if dataset == "engine" else [],
+                  SEE_THROUGH_BANDS: fused_rows if dataset == "lidar_holdout" else [],
+                  GROUND_BANDS: [] if fusion else ["model", *(others or {})]}
+    per_image.update({f"{name}@{band}": [] for pair, rows in split_rows.items()
+                      for name in rows for band in pair})
     has_confidence = fusion and getattr(estimator.metadata, "has_confidence", False)
     confidence_stats = (ConfidenceStats(float(estimator.metadata.model_kwargs.get(
         "confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD))) if has_confidence else None)
@@ -339,28 +337,26 @@ def evaluate(estimator: Predictor, reader: FrameReader, dataset: str = "engine",
             predictions[name] = predict_frame(other, frame, align)
         for name, small in (baselines or {}).items():
             predictions[name] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-        above = above_scan_mask(frame.sparse_depth) if bands else None
-        # The whole scan (input and held-out returns are disjoint) decides what is seen past.
-        see_through = (see_through_mask(frame.sparse_depth + gt) if see_through_bands
-                       else None)
-        ground = ground_mask(gt, frame.K) if ground_rows else None
+        split_masks = {}  # band pair → this frame's mask of its first band (or None)
+        if split_rows[BANDS]:
+            split_masks[BANDS] = above_scan_mask(frame.sparse_depth)
+        if split_rows[SEE_THROUGH_BANDS]:
+            # The whole scan (input and held-out returns are disjoint) decides what is seen
+            # past.
+            split_masks[SEE_THROUGH_BANDS] = see_through_mask(frame.sparse_depth + gt)
+        if split_rows[GROUND_BANDS]:
+            split_masks[GROUND_BANDS] = ground_mask(gt, frame.K)  # None: no ground in view
         for name, pred in predictions.items():
             metrics = evaluation_metrics(pred, gt, crop, min_depth, max_depth)
             if name in fused_rows:
                 metrics["input_dev_m"] = input_deviation_m(pred, frame.sparse_depth)
             per_image[name].append(metrics)
-            if above is not None and name in fused_rows:
+            for pair, mask in split_masks.items():
+                if mask is None or name not in split_rows[pair]:
+                    continue
                 # A band with (almost) no ground truth in this frame is not scored.
-                for band, metrics in band_metrics(pred, gt, above, crop, min_depth,
-                                                  max_depth).items():
-                    per_image[f"{name}@{band}"].append(metrics)
-            if see_through is not None and name in fused_rows:
-                for band, metrics in band_metrics(pred, gt, see_through, crop, min_depth,
-                                                  max_depth, bands=SEE_THROUGH_BANDS).items():
-                    per_image[f"{name}@{band}"].append(metrics)
-            if ground is not None and name in ground_rows:
-                for band, metrics in band_metrics(pred, gt, ground, crop, min_depth, max_depth,
-                                                  bands=GROUND_BANDS).items():
+                for band, metrics in band_metrics(pred, gt, mask, crop, min_depth, max_depth,
+                                                  bands=pair).items():
                     per_image[f"{name}@{band}"].append(metrics)
         if confidence_stats is not None and confidence is not None:
             in_range = (gt > min_depth) & (gt < max_depth) & eval_crop_mask(height, width, crop)
