@@ -87,10 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    # The completion model as bundled (with its context attention) and its reduced option
-    # (features from a half-size frame) too.
-    names = args.models or [*list_models(), "fusion_spn:context_attention=true",
-                            "fusion_spn:context_attention=true,feature_scale=2"]
+    # The completion model as bundled (with its context attention and the mono prior) and its
+    # reduced option (features from a half-size frame) too.
+    bundled = "fusion_spn:context_attention=true,mono_prior={base_channels: 32}"
+    names = args.models or [*list_models(), "fusion_spn:context_attention=true", bundled,
+                            f"{bundled},feature_scale=2"]
     print(f"{args.threads} threads, median of {args.repeats}; sizes rounded to the stride")
     print(f"{'model':<50}{'params M':>10}{'GFLOPs 1216x352':>17}"
           f"{'ms 1216x352':>13}{'ms 518x518':>12}")

@@ -258,6 +258,68 @@ def test_context_attention_starts_as_the_model_without_it_and_reaches_across_the
             assert model(image, sparse)[0].shape == (1, 1, height, width)
 
 
+MONO = {"base_channels": 8, "min_depth_m": 0.1, "max_depth_m": 80.0}
+
+
+def test_mono_prior_starts_as_the_model_without_it_stays_frozen_and_is_scaled_to_the_scan(
+        ) -> None:
+    """The prior's input convolution starts at zero, so the prior is added to trained
+    weights as the identity; the embedded mono network gets no gradient and keeps its batch
+    norm statistics in training mode while the new convolution learns; the prior enters
+    relative to the pre-fill after one scale a frame, fitted to the returns."""
+    torch.manual_seed(0)
+    base = create_model("fusion_spn", **TINY, head_init_std=0.3).eval()
+    model = create_model("fusion_spn", **TINY, head_init_std=0.3, mono_prior=MONO,
+                         mono_prior_size=(32, 64))
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    assert unexpected == [] and missing
+    assert all(k.startswith(("mono.", "prior_in.")) for k in missing)
+    image, sparse = torch.rand(1, 3, 64, 96), scan()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(image, sparse)[0], base(image, sparse)[0])
+    # Frozen: only prior_in is new and trainable; the mono net stays in eval mode.
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in base.named_parameters()} | {"prior_in.weight"}
+    model.train()
+    assert model.training and not model.mono.training
+    stats = [b.clone() for b in model.mono.buffers()]
+    model(image, sparse, aux=True)["depth"].mean().backward()
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.mono.buffers(), strict=True))
+    assert all(p.grad is None for p in model.mono.parameters())
+    assert float(model.prior_in.weight.grad.abs().sum()) > 0
+    # The scale fit: a scan that is the prior × 0.4 gives the same relative input as the
+    # prior itself × 1 (log ratios to the pre-fill, which scales with the scan).
+    model.eval()
+    with torch.no_grad():
+        mono = model.mono(torch.nn.functional.avg_pool2d(torch.nn.functional.interpolate(
+            image, size=(96, 192), mode="bilinear", align_corners=False), 3))
+        mono = torch.nn.functional.interpolate(mono, size=(64, 96), mode="bilinear",
+                                               align_corners=False)
+        keep = sparse > 0
+        for factor in (1.0, 0.4):
+            lidar = torch.where(keep, mono * factor, torch.zeros_like(mono))
+            prefill = prefill_depth(lidar, 0.1, 100.0)
+            prior = model._mono_prior(image, lidar, torch.log(prefill * 0.1))
+            assert float(prior[keep].abs().max()) < 1e-4  # at the returns: their own value
+            if factor == 1.0:
+                first = prior
+        assert torch.allclose(prior, first, atol=1e-4)
+        # No returns: the prior's own scale, finite everywhere.
+        empty = torch.zeros_like(sparse)
+        prior = model._mono_prior(image, empty, torch.log(prefill_depth(empty, 0.1, 100.0) * 0.1))
+    assert torch.isfinite(prior).all() and float(prior.abs().max()) <= 2.0
+    # With the context attention too, at both feature scales (the context cells are counted
+    # at the feature input's size).
+    both = create_model("fusion_spn", **TINY, mono_prior=MONO, mono_prior_size=(32, 64),
+                        context_attention=True).eval()
+    image, sparse = torch.rand(1, 3, 128, 192), scan(128, 192)
+    for scale in (1, 2):
+        both.feature_scale = scale
+        with torch.no_grad():
+            assert torch.isfinite(both(image, sparse)[0]).all()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"coarse_weights": True, "guide_channels": 4}, "guide_channels=0"),
     ({"widths": (4, 8, 8)}, "4 entries"),
@@ -265,6 +327,7 @@ def test_context_attention_starts_as_the_model_without_it_and_reaches_across_the
     ({"train_feature_scales": ()}, "must be 1 or 2"),
     ({"trust_init": 1.0}, "trust_init"),
     ({"dilations": (1, 0)}, "dilations"),
+    ({"mono_prior": {"base_channels": 8}, "mono_prior_size": (64, 100)}, "multiples of 32"),
 ])
 def test_bad_constructor_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -279,7 +342,9 @@ def test_bad_constructor_arguments(kwargs: dict, message: str) -> None:
     ({"occlusion_radius_px": 3, "feature_scale": 2, "split_propagation": True,
       "coarse_weights": True}, (64, 96)),
     # Traced with at least 2 × 2 context cells: with one, the exporter fixes the batch at 1.
-    ({"context_attention": True}, (128, 256))])
+    ({"context_attention": True}, (128, 256)),
+    # The mono prior: a resize to a fixed size, a per-frame scale fit.
+    ({"mono_prior": {"base_channels": 8}, "mono_prior_size": (32, 64)}, (64, 96))])
 def test_export_has_both_outputs_and_matches_pytorch(tmp_path, options: dict,
                                                      size: tuple[int, int]) -> None:
     from training.export import export_onnx, parity

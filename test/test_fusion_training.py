@@ -276,6 +276,44 @@ def test_init_checkpoint_may_lack_only_the_parameters_named_new(tmp_path: Path) 
                              str(path), ["context."])
 
 
+def test_init_submodules_load_the_mono_prior_from_its_own_checkpoint(fusion_run: Path,
+                                                                     tmp_path: Path) -> None:
+    """``init_submodules``: fusion_spn's frozen mono prior comes from a mono checkpoint while
+    the rest comes from ``init_checkpoint`` (which may lack it), strictly: a wrong module name
+    or a checkpoint of another shape is a one-line ConfigError."""
+    from training.trainer import load_submodule_weights
+
+    mono_kwargs = {"base_channels": 8, "min_depth_m": 0.1, "max_depth_m": 80.0}
+    mono = create_model("mono_cnn", **mono_kwargs)
+    for parameter in mono.parameters():  # not the default initialisation
+        torch.nn.init.normal_(parameter, std=0.1)
+    mono_path = tmp_path / "mono.pt"
+    save_checkpoint({"state_dict": mono.state_dict(), "metadata": {}, "step": 3}, mono_path)
+    tiny = {"widths": [4, 8, 8, 8], "dilations": [1, 2], "head_init_std": 0.1}
+    base = create_model("fusion_spn", **tiny)
+    base_path = tmp_path / "base.pt"
+    save_checkpoint({"state_dict": base.state_dict(), "metadata": {}, "step": 5}, base_path)
+    overrides = [f"output_dir={tmp_path}", "model.name=fusion_spn",
+                 "model.kwargs={widths: [4, 8, 8, 8], dilations: [1, 2], head_init_std: 0.1, "
+                 "mono_prior: {base_channels: 8, min_depth_m: 0.1, max_depth_m: 80.0}, "
+                 "mono_prior_size: [32, 64]}",
+                 f"init_checkpoint={base_path}", "init_new_parameters=[prior_in.]",
+                 f"init_submodules={{mono: {mono_path}}}"]
+    trainer = Trainer(load_config(fusion_run / "fusion.yaml", overrides), tmp_path / "run")
+    for name, value in mono.state_dict().items():
+        assert torch.equal(trainer.model.mono.state_dict()[name], value), name
+    assert torch.equal(trainer.model.head.weight, base.head.weight)
+    assert not trainer.model.prior_in.weight.any()  # new: its own (zero) initialisation
+    model = create_model("fusion_spn", **tiny, mono_prior=mono_kwargs, mono_prior_size=(32, 64))
+    with pytest.raises(ConfigError, match="no submodule 'monocular'"):
+        load_submodule_weights(model, "monocular", str(mono_path))
+    with pytest.raises(ConfigError, match=r"init_submodules.mono .*size mismatch"):
+        wider = create_model("mono_cnn", base_channels=16)
+        wide_path = tmp_path / "wide.pt"
+        save_checkpoint({"state_dict": wider.state_dict(), "metadata": {}}, wide_path)
+        load_submodule_weights(model, "mono", str(wide_path))
+
+
 def _completion_case(tmp_path: Path, model_extra: str = ""
                      ) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Overrides for a tiny ``fusion_spn`` with every input return held out, and a frame: an

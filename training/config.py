@@ -367,6 +367,10 @@ class TrainConfig:
     # for a module added to a trained model); they keep their own initialisation. Anything
     # else missing, extra or of another shape is still an error.
     init_new_parameters: list[str] = field(default_factory=list)
+    # Submodules loaded from checkpoints of their own after init_checkpoint (attribute name →
+    # a checkpoint of that module alone, e.g. {mono: depth_ros/weights/mono_cnn_synthetic.pt}
+    # for fusion_spn's frozen mono prior); init_checkpoint may lack them. Strict: every key.
+    init_submodules: dict[str, str] = field(default_factory=dict)
     train_data: str = ""  # recorded in the model metadata; empty: described from data
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -156,6 +156,9 @@ class Trainer:
         self.model = build_model(config).to(self.device)
         if config.init_checkpoint:
             self._load_initial_weights(config.init_checkpoint)
+        for name, path in config.init_submodules.items():
+            load_submodule_weights(self.model, name, path)
+            LOG.info("%s: weights from %s", name, path)
         if self.dist.is_distributed:
             # The same initial weights everywhere (DDP broadcasts rank 0's anyway), then a
             # random stream of its own for each rank's augmentation.
@@ -252,7 +255,9 @@ class Trainer:
 
     def _load_initial_weights(self, path: str) -> None:
         """Start from another run's weights (``init_checkpoint``)."""
-        step, fresh = load_initial_weights(self.model, path, self.config.init_new_parameters)
+        new = [*self.config.init_new_parameters,
+               *(f"{name}." for name in self.config.init_submodules)]
+        step, fresh = load_initial_weights(self.model, path, new)
         LOG.info("weights from %s (step %s)%s", path, step,
                  f"; {fresh} new parameters initialised" if fresh else "")
 
@@ -651,6 +656,26 @@ class Trainer:
         return self.last_val
 
 
+def load_submodule_weights(model: torch.nn.Module, name: str, path: str) -> None:
+    """Load a checkpoint of one submodule (``init_submodules``) into ``model.<name>``,
+    strictly; a missing submodule, a missing or extra key or another shape is a
+    ``ConfigError``."""
+    module = getattr(model, name, None)
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"init_submodules: the model has no submodule {name!r}")
+    try:
+        module.load_state_dict(load_checkpoint(path)["state_dict"])
+    except (CheckpointError, RuntimeError, KeyError) as exc:
+        raise ConfigError(f"init_submodules.{name} {path}: {_load_error(exc)}") from exc
+
+
+def _load_error(exc: BaseException) -> str:
+    """A failed load in one line: torch's first line only says that loading failed; the
+    next names the first tensor."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[1]}"
+
+
 def load_initial_weights(model: torch.nn.Module, path: str,
                          new_parameters: Sequence[str] = ()) -> tuple[Any, int]:
     """Load ``init_checkpoint`` into ``model``; returns (its step, how many of the model's
@@ -663,10 +688,7 @@ def load_initial_weights(model: torch.nn.Module, path: str,
         # Names are checked here (one line naming them); shapes by torch, strict or not.
         missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     except (CheckpointError, RuntimeError, KeyError) as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
-        # torch's first line only says that loading failed; the next names the first tensor.
-        detail = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[1]}"
-        raise ConfigError(f"init_checkpoint {path}: {detail}") from exc
+        raise ConfigError(f"init_checkpoint {path}: {_load_error(exc)}") from exc
     stray = [k for k in missing if not k.startswith(new)] + list(unexpected)
     if stray:
         raise ConfigError(f"init_checkpoint {path}: missing or unexpected beyond "

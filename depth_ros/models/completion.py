@@ -20,12 +20,18 @@ bottleneck's features (1/16) attend to the features of the frame's LiDAR-covered
 to 1/64 (``attention.CrossModalAttention``): global context, the one scale where attention is
 cheap on a CPU and where a convolution cannot reach (a pixel above the scan's field of view
 can read the depth of the returns anywhere in the frame).
+
+With ``mono_prior`` a frozen monocular network (``mono_cnn``) reads the whole frame squeezed
+to its own input size, its depth is scaled to the scan (one factor a frame, from the returns)
+and enters the U-Net as a sixth channel, relative to the pre-fill: a small network on a crop
+cannot learn as much of the scene's shape as a bigger one trained on whole frames, and above
+the LiDAR's field of view that shape is all there is.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
@@ -34,7 +40,7 @@ from torch import nn
 from depth_ros.models.attention import CrossModalAttention
 from depth_ros.models.layers import BasicBlock, ConvBNReLU, ImageNetNormalize
 from depth_ros.models.prefill import occlusion_filter, prefill_depth
-from depth_ros.models.registry import register_model
+from depth_ros.models.registry import create_model, register_model
 from depth_ros.models.spn import NUM_AFFINITIES, SpatialPropagation, affinity_weights
 
 # Head channels: log-depth residual, affinity logits, trust logit, confidence logit.
@@ -43,6 +49,11 @@ _LOG_10 = math.log(10.0)
 _HEAD_CHANNELS = 3 + NUM_AFFINITIES
 # Context attention: the keys are cells of 64×64 pixels of the frame (1/64).
 _CONTEXT_CELL = 64
+# Mono prior: its log ratio to the pre-fill is clipped to ±this (a factor of e² either way),
+# and so is each return's log ratio in the frame's scale fit.
+_PRIOR_CLIP = 2.0
+_SCALE_CLIP = 1.0
+_PRIOR_POOL = 3
 
 
 class _Up(nn.Module):
@@ -107,6 +118,12 @@ class FusionSPN(nn.Module):
             edge, which would otherwise be kept and spread as measurements; 0 (the stage 1-5
             models) keeps every return.
         occlusion_margin: the relative depth step that counts as seeing past an edge.
+        mono_prior: keyword arguments of an embedded ``mono_cnn`` (None: no prior). It is
+            frozen (no gradient, batch norm in eval mode, its weights loaded with the rest of
+            the checkpoint); its depth, scaled per frame by the mean log ratio of the returns
+            to it, enters the U-Net as log(prior / pre-fill).
+        mono_prior_size: (height, width) the whole frame is resized to for the prior: the
+            monocular model's own training input (a KITTI frame at 1248×384 is 3× it).
     """
 
     kind = "fusion"
@@ -123,8 +140,20 @@ class FusionSPN(nn.Module):
                  prefill_dilation: int = 3, prefill_blur_width: int = 11,
                  split_propagation: bool = False, coarse_weights: bool = False,
                  context_attention: bool = False, context_heads: int = 4,
-                 occlusion_radius_px: int = 0, occlusion_margin: float = 0.1) -> None:
+                 occlusion_radius_px: int = 0, occlusion_margin: float = 0.1,
+                 mono_prior: Mapping | None = None,
+                 mono_prior_size: Sequence[int] = (128, 416)) -> None:
         super().__init__()
+        self.mono = None
+        if mono_prior is not None:
+            if len(mono_prior_size) != 2 or any(int(v) <= 0 or int(v) % 32 for v in
+                                                 mono_prior_size):
+                raise ValueError(f"mono_prior_size must be (height, width), multiples of 32, "
+                                 f"got {tuple(mono_prior_size)}")
+            self.mono = create_model("mono_cnn", **dict(mono_prior))
+            self.mono.requires_grad_(False)
+            self.mono.eval()
+        self.mono_prior_size = tuple(int(v) for v in mono_prior_size)
         if occlusion_radius_px < 0 or occlusion_margin <= 0:
             raise ValueError(f"occlusion_radius_px must be >= 0 and occlusion_margin > 0, got "
                              f"{occlusion_radius_px} and {occlusion_margin}")
@@ -151,6 +180,13 @@ class FusionSPN(nn.Module):
         c1, c2, c3, c4 = (int(w) for w in widths)
         # Inputs: image (3), log pre-fill (1), return mask (1).
         self.enc1 = ConvBNReLU(5, c1, stride=2)
+        # log(mono prior / pre-fill): its own convolution, added to enc1's before its batch
+        # norm (a sixth input channel, kept apart so that a model without the prior loads
+        # as is); it starts at zero, so the prior is added to a trained model as the identity.
+        self.prior_in = None
+        if self.mono is not None:
+            self.prior_in = nn.Conv2d(1, c1, 3, stride=2, padding=1, bias=False)
+            nn.init.zeros_(self.prior_in.weight)
         self.enc2 = nn.Sequential(ConvBNReLU(c1, c2, stride=2), BasicBlock(c2))
         self.enc3 = nn.Sequential(ConvBNReLU(c2, c3, stride=2), BasicBlock(c3))
         self.enc4 = nn.Sequential(ConvBNReLU(c3, c4, stride=2), BasicBlock(c4), BasicBlock(c4))
@@ -187,18 +223,53 @@ class FusionSPN(nn.Module):
         with torch.no_grad():
             self.head.bias[_TRUST] = trust_logit
 
+    def train(self, mode: bool = True) -> FusionSPN:
+        super().train(mode)
+        if self.mono is not None:
+            self.mono.eval()  # frozen: its batch norm keeps its statistics
+        return self
+
+    def _mono_prior(self, image: torch.Tensor, sparse_depth: torch.Tensor,
+                    log_prefill: torch.Tensor) -> torch.Tensor:
+        """log(scaled mono depth / pre-fill), clipped, at the frame's resolution."""
+        # Area averaging, as the mono model's own training frames were made (TensorRT cannot
+        # import an antialiased Resize): bilinear to 3× the prior's size (the identity for a
+        # KITTI frame padded to 1248×384), then 3×3 means.
+        pool = _PRIOR_POOL
+        size = (self.mono_prior_size[0] * pool, self.mono_prior_size[1] * pool)
+        small = F.avg_pool2d(F.interpolate(image, size=size, mode="bilinear",
+                                           align_corners=False), pool)
+        with torch.no_grad():
+            mono = self.mono(small)
+        log_mono = torch.log(F.interpolate(mono, size=image.shape[-2:], mode="bilinear",
+                                           align_corners=False).clamp(min=self.min_depth_m))
+        # One scale a frame: the mean log ratio of the returns to the prior (each clipped;
+        # a frame without returns keeps the prior's own scale).
+        valid = (sparse_depth > 0).to(image.dtype)
+        ratio = (torch.log(sparse_depth.clamp(min=self.min_depth_m)) - log_mono).clamp(
+            -_SCALE_CLIP, _SCALE_CLIP)
+        count = valid.sum(dim=(2, 3), keepdim=True)
+        shift = (ratio * valid).sum(dim=(2, 3), keepdim=True) / count.clamp(min=1.0)
+        return (log_mono + shift - log_prefill - _LOG_10).clamp(-_PRIOR_CLIP, _PRIOR_CLIP)
+
     def _features(self, image: torch.Tensor, log_prefill: torch.Tensor,
-                  mask: torch.Tensor) -> torch.Tensor:
+                  mask: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         scale = self.feature_scale
         if self.training and len(self.train_feature_scales) > 1:
             pick = int(torch.randint(len(self.train_feature_scales), ()).item())
             scale = self.train_feature_scales[pick]
+        inputs = [image, log_prefill, mask] + ([] if prior is None else [prior])
         if scale == 2:
             # Pooled one input at a time, then normalised and concatenated at half size: no
             # full-resolution concatenation (the same numbers up to float rounding).
-            image, log_prefill, mask = (F.avg_pool2d(t, 2) for t in (image, log_prefill, mask))
-        x = torch.cat([self.normalize(image), log_prefill, mask], dim=1)
-        s1 = self.enc1(x)
+            inputs = [F.avg_pool2d(t, 2) for t in inputs]
+        mask = inputs[2]  # at the feature input's size (the context cells)
+        x = torch.cat([self.normalize(inputs[0]), *inputs[1:3]], dim=1)
+        if prior is None:
+            s1 = self.enc1(x)
+        else:
+            conv, norm, act = self.enc1
+            s1 = act(norm(conv(x) + self.prior_in(inputs[3])))
         s2 = self.enc2(s1)
         s3 = self.enc3(s2)
         s4 = self.enc4(s3)
@@ -232,7 +303,9 @@ class FusionSPN(nn.Module):
                                 blur_width=self.prefill_blur_width)
         # log(d / 10 m): order one for the network.
         log_prefill = torch.log(prefill * 0.1)
-        coarse = self._features(image, log_prefill, mask)
+        prior = (None if self.mono is None
+                 else self._mono_prior(image, sparse_depth, log_prefill))
+        coarse = self._features(image, log_prefill, mask, prior)
         size = (height, width)
         if self.coarse_weights:
             # Softmax at the head's resolution, then each map upsampled on its own: the
