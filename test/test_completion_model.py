@@ -309,6 +309,14 @@ def test_mono_prior_starts_as_the_model_without_it_stays_frozen_and_is_scaled_to
         empty = torch.zeros_like(sparse)
         prior = model._mono_prior(image, empty, torch.log(prefill_depth(empty, 0.1, 100.0) * 0.1))
     assert torch.isfinite(prior).all() and float(prior.abs().max()) <= 2.0
+    # mono_prior_trainable: the prior's weights learn with the rest, its statistics stay.
+    tuned = create_model("fusion_spn", **TINY, mono_prior=MONO, mono_prior_size=(32, 64),
+                         mono_prior_trainable=True).train()
+    stats = [b.clone() for b in tuned.mono.buffers()]
+    tuned(image, sparse, aux=True)["depth"].mean().backward()
+    assert all(p.requires_grad and p.grad is not None for p in tuned.mono.parameters())
+    assert not tuned.mono.training
+    assert all(torch.equal(a, b) for a, b in zip(stats, tuned.mono.buffers(), strict=True))
     # With the context attention too, at both feature scales (the context cells are counted
     # at the feature input's size).
     both = create_model("fusion_spn", **TINY, mono_prior=MONO, mono_prior_size=(32, 64),

@@ -124,6 +124,8 @@ class FusionSPN(nn.Module):
             to it, enters the U-Net as log(prior / pre-fill).
         mono_prior_size: (height, width) the whole frame is resized to for the prior: the
             monocular model's own training input (a KITTI frame at 1248×384 is 3× it).
+        mono_prior_trainable: train the prior's weights with the rest (its batch norm keeps
+            its statistics either way); False: frozen.
     """
 
     kind = "fusion"
@@ -142,7 +144,8 @@ class FusionSPN(nn.Module):
                  context_attention: bool = False, context_heads: int = 4,
                  occlusion_radius_px: int = 0, occlusion_margin: float = 0.1,
                  mono_prior: Mapping | None = None,
-                 mono_prior_size: Sequence[int] = (128, 416)) -> None:
+                 mono_prior_size: Sequence[int] = (128, 416),
+                 mono_prior_trainable: bool = False) -> None:
         super().__init__()
         self.mono = None
         if mono_prior is not None:
@@ -151,8 +154,9 @@ class FusionSPN(nn.Module):
                 raise ValueError(f"mono_prior_size must be (height, width), multiples of 32, "
                                  f"got {tuple(mono_prior_size)}")
             self.mono = create_model("mono_cnn", **dict(mono_prior))
-            self.mono.requires_grad_(False)
+            self.mono.requires_grad_(bool(mono_prior_trainable))
             self.mono.eval()
+        self.mono_prior_trainable = bool(mono_prior_trainable)
         self.mono_prior_size = tuple(int(v) for v in mono_prior_size)
         if occlusion_radius_px < 0 or occlusion_margin <= 0:
             raise ValueError(f"occlusion_radius_px must be >= 0 and occlusion_margin > 0, got "
@@ -239,7 +243,7 @@ class FusionSPN(nn.Module):
         size = (self.mono_prior_size[0] * pool, self.mono_prior_size[1] * pool)
         small = F.avg_pool2d(F.interpolate(image, size=size, mode="bilinear",
                                            align_corners=False), pool)
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.mono_prior_trainable and torch.is_grad_enabled()):
             mono = self.mono(small)
         log_mono = torch.log(F.interpolate(mono, size=image.shape[-2:], mode="bilinear",
                                            align_corners=False).clamp(min=self.min_depth_m))
