@@ -81,6 +81,16 @@ def test_prefill_nearest_return_wins_and_the_top_takes_the_farthest_below() -> N
     tall[0, 0, 100, 5] = 3.0
     top = 1.0 / prefill_inverse(tall)[0, 0, :40]
     assert torch.allclose(top, torch.full_like(top, 40.0))
+    # Below the scan (a wide camera sees the ground nearer than the lowest beam): the
+    # column's nearest cell, not its farthest; a scan reaching the bottom cell is untouched.
+    deep = torch.zeros(1, 1, 160, 32)
+    deep[0, 0, 40, 5] = 40.0
+    deep[0, 0, 70, 5] = 6.0  # the lowest return; rows 96-159 are cells without any
+    bottom = 1.0 / prefill_inverse(deep)[0, 0, 100:]
+    assert torch.allclose(bottom, torch.full_like(bottom, 6.0))
+    assert torch.allclose(1.0 / prefill_inverse(deep)[0, 0, :30], torch.full((30, 32), 40.0))
+    deep[0, 0, 150, 5] = 3.0  # a return in the bottom cell: the empty cell above it is a gap
+    assert torch.allclose(1.0 / prefill_inverse(deep)[0, 0, 100:128], torch.full((28, 32), 40.0))
 
 
 def test_prefill_without_returns_is_the_far_bound() -> None:

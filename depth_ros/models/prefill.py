@@ -5,7 +5,8 @@ returns compete the nearest one wins (background returns seen past a near object
 Here the same idea is written with max-pooling, which every runtime has: a 3×3 dilation fills
 between neighbouring returns, then a max-pool pyramid fills the larger holes coarse to fine, and
 what is still empty at the coarsest scale (1/32: above the LiDAR's field of view) takes the
-farthest of its column's coarsest cells (each the nearest return of its 32×32 block). A box
+farthest of its column's coarsest cells (each the nearest return of its 32×32 block), and
+below the scan's lowest cell (wide cameras only) the nearest. A box
 blur along the image rows, in depth, smooths the filled pixels (tuned on kitti_dev, see
 ``prefill_inverse``); measured pixels keep their value exactly. The completion network
 predicts a residual over this map.
@@ -72,6 +73,13 @@ def prefill_inverse(sparse_depth: torch.Tensor, levels: int = 5, dilation: int =
     big = torch.full_like(coarse, 1e6)
     column = torch.where(coarse > EMPTY, coarse, big).amin(dim=2, keepdim=True)
     column = torch.where(column < 1e5, column, torch.zeros_like(column))
+    # Below the scan's bottom rows (a camera that sees more of the ground than the LiDAR's
+    # lowest beam reaches; never in KITTI's frames): the column's nearest cell, the ground
+    # closest to the car, not the farthest. A cell is below the scan when no cell at or
+    # below it holds a return (counted from the bottom).
+    below = torch.cumsum((coarse > EMPTY).to(coarse.dtype).flip(2), dim=2).flip(2) == 0
+    nearest = coarse.amax(dim=2, keepdim=True).expand_as(coarse)
+    coarse = torch.where(below & (nearest > EMPTY), nearest, coarse)
     # A column without any return: the farthest return of the whole frame.
     frame = torch.where(column > EMPTY, column, torch.full_like(column, 1e6)).amin(
         dim=3, keepdim=True)
